@@ -1,0 +1,2 @@
+"""llmie: multilingual information extraction with LLMs."""
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+"""EXP label-projection pairs (shared/data/README.md): one parallel pair per JSON line.
+
+`tgt_spans[i]` is the gold projection of `src_spans[i]` (aligned by index, possibly reordered).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from llmie.io.jsonl import iter_json_lines, write_jsonl
+from llmie.schema import Document, LlmieDataError, ProjectionPair, Span, validation_message
+
+_REQUIRED = ("id", "src_text", "tgt_text", "src_spans")
+
+
+def parse_pair(obj: dict[str, Any], *, file: str | None = None, line: int | None = None) -> ProjectionPair:
+    rid = obj.get("id")
+    for k in _REQUIRED:
+        if k not in obj:
+            raise LlmieDataError(f"missing {k!r}", file=file, line=line, record=None if rid is None else str(rid),
+                                 field=k)
+    rid = str(rid)
+    meta = dict(obj.get("meta") or {})
+    if "dataset" in obj:
+        meta.setdefault("dataset", obj["dataset"])
+    try:
+        src = Document(id=rid, text=obj["src_text"], lang=obj.get("src_lang"),
+                       spans=[Span(**s) for s in obj["src_spans"]])
+    except (ValidationError, TypeError, ValueError) as e:
+        raise LlmieDataError(validation_message(e), file=file, line=line, record=rid, field="src_spans") from None
+    try:
+        gold = obj.get("tgt_spans")
+        return ProjectionPair(id=rid, src=src, tgt_text=obj["tgt_text"], tgt_lang=obj.get("tgt_lang"),
+                              gold_tgt_spans=None if gold is None else [Span(**s) for s in gold], meta=meta)
+    except (ValidationError, TypeError, ValueError) as e:
+        raise LlmieDataError(validation_message(e), file=file, line=line, record=rid, field="tgt_spans") from None
+
+
+def read_exp(path: str | Path, *, errors: str = "raise") -> Iterator[ProjectionPair]:
+    """Stream pairs. errors='raise' stops at the first bad record; 'skip' logs and yields the rest."""
+    import logging
+
+    for n, obj in iter_json_lines(path):
+        try:
+            yield parse_pair(obj, file=str(path), line=n)
+        except LlmieDataError as e:
+            if errors == "raise":
+                raise
+            logging.getLogger("llmie").warning("skipped: %s", e)
+
+
+def pair_to_dict(pair: ProjectionPair, tgt_spans: list[Span] | None = None) -> dict[str, Any]:
+    spans = pair.gold_tgt_spans if tgt_spans is None else tgt_spans
+    d = {"id": pair.id, "dataset": pair.meta.get("dataset"), "src_lang": pair.src.lang, "tgt_lang": pair.tgt_lang,
+         "src_text": pair.src.text, "tgt_text": pair.tgt_text,
+         "src_spans": [s.model_dump() for s in pair.src.spans],
+         "tgt_spans": None if spans is None else [s.model_dump() for s in spans],
+         "meta": {k: v for k, v in pair.meta.items() if k != "dataset"}}
+    return d
+
+
+def write_exp(pairs: Iterable[ProjectionPair], path: str | Path, *, append: bool = False) -> int:
+    return write_jsonl((pair_to_dict(p) for p in pairs), path, append=append)
+
+
+def pair_target_document(pair: ProjectionPair) -> Document:
+    """The gold target side as a Document (for `llmie score` and reports)."""
+    return Document(id=pair.id, text=pair.tgt_text, lang=pair.tgt_lang, spans=list(pair.gold_tgt_spans or []))

@@ -1,0 +1,69 @@
+"""llmie JSONL (DESIGN.md §2): one Document per line. Streaming read, appendable write."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from llmie.schema import Document, LlmieDataError, validation_message
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line; a bad line raises an error naming file and line."""
+    p = Path(path)
+    with open(p, encoding="utf-8-sig", newline=None) as f:  # -sig: a BOM at the start is accepted
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LlmieDataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(p), line=n) from None
+            if not isinstance(obj, dict):
+                raise LlmieDataError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), line=n)
+            yield n, obj
+
+
+def parse_document(obj: dict[str, Any], *, file: str | None = None, line: int | None = None) -> Document:
+    rid = obj.get("id")
+    if rid is None:
+        raise LlmieDataError("missing 'id'", file=file, line=line, field="id")
+    obj = {"spans": [], "relations": [], "events": [], "meta": {}, **obj}
+    obj["id"] = str(rid)
+    try:
+        return Document.model_validate(obj)
+    except ValidationError as e:
+        raise LlmieDataError(validation_message(e), file=file, line=line, record=str(rid)) from None
+
+
+def read_jsonl(path: str | Path) -> Iterator[Document]:
+    """Stream Documents from an llmie JSONL file."""
+    for n, obj in iter_json_lines(path):
+        yield parse_document(obj, file=str(path), line=n)
+
+
+def write_jsonl(records: Iterable[Document | dict[str, Any]], path: str | Path, *, append: bool = False) -> int:
+    """Write records one per line (flushed per line, so an interrupted run keeps what it finished)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(p, "a" if append else "w", encoding="utf-8") as f:
+        for r in records:
+            d = r.model_dump(mode="json") if hasattr(r, "model_dump") else r
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+            f.flush()
+            n += 1
+    return n
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> None:
+    """Write JSON through a temp file and rename, so readers never see half a results file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
