@@ -1,0 +1,1 @@
+"""Benchmark runners behind `llmie eval --bench ...`."""

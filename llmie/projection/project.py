@@ -1,0 +1,108 @@
+"""Label projection: `project(pairs, method=...)` -> one target Document per pair, with a status.
+
+Span texts are always the original target substring from the first to the last projected word.
+A sample fails as a whole (status `failed` + reason) when any of its spans cannot be projected.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from llmie.projection.algorithms import Projection, algorithm1
+from llmie.projection.words import Word, segment, words_in_span
+from llmie.schema import Document, ProjectionPair, Span
+
+METHODS = ("awesome", "binary", "pvp")
+
+
+@lru_cache(maxsize=4)
+def get_aligner(method: str, model: str = "embedded", **kwargs):
+    if method == "awesome":
+        from llmie.projection.awesome import AwesomeAligner
+        return AwesomeAligner(model, **kwargs)
+    if method == "binary":
+        from llmie.projection.binary import BinaryAligner
+        return BinaryAligner(model, **kwargs)
+    raise ValueError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _edge_punct(text: str, span: Span) -> tuple[bool, bool]:
+    t = span.text
+    return (bool(t) and not t[0].isalnum(), bool(t) and not t[-1].isalnum())
+
+
+@dataclass
+class Prepared:
+    pair: ProjectionPair
+    src_words: list[Word]
+    tgt_words: list[Word]
+    src_span_words: list[list[int]]
+    error: str | None = None
+
+
+def prepare(pair: ProjectionPair) -> Prepared:
+    sw, tw = segment(pair.src.text), segment(pair.tgt_text)
+    spans = [words_in_span(sw, s.start, s.end) for s in pair.src.spans]  # type: ignore[arg-type]
+    err = None
+    if not pair.tgt_text.strip():
+        err = "empty target text"
+    elif not pair.src.spans:
+        err = "no source spans"
+    elif any(not ws for ws in spans):
+        err = "a source span covers no word"
+    return Prepared(pair, sw, tw, spans, err)
+
+
+def to_document(p: Prepared, proj: Projection | None, reason: str | None = None) -> Document:
+    pair = p.pair
+    meta = {"status": "ok", "src_lang": pair.src.lang}
+    spans: list[Span] = []
+    if proj is None or not proj.ok:
+        meta = {**meta, "status": "failed", "reason": reason or (proj.reason if proj else "failed")}
+    else:
+        for (a, b), src in zip(proj.spans, pair.src.spans):  # type: ignore[union-attr]
+            s, e = p.tgt_words[a].start, p.tgt_words[b].end
+            spans.append(Span(start=s, end=e, label=src.label, text=pair.tgt_text[s:e]))
+    return Document(id=pair.id, text=pair.tgt_text, lang=pair.tgt_lang, spans=spans, meta=meta)
+
+
+def project(pairs: Iterable[ProjectionPair], method: str = "awesome", model: str = "embedded",
+            batch_size: int = 32, bridge: bool = True, **kwargs) -> Iterator[Document]:
+    """Project the source spans of each pair onto its target text, in input order, batch by batch."""
+    aligner = get_aligner(method, model, **kwargs)
+    batch: list[Prepared] = []
+
+    def flush() -> Iterator[Document]:
+        todo = [p for p in batch if p.error is None]
+        results = aligner.project_batch(todo, bridge=bridge) if hasattr(aligner, "project_batch") else \
+            _word_alignment_projection(aligner, todo, bridge)
+        res = dict(zip((id(p) for p in todo), results))
+        for p in batch:
+            if p.error is not None:
+                yield to_document(p, None, p.error)
+            else:
+                r = res[id(p)]
+                yield to_document(p, r if isinstance(r, Projection) else None,
+                                  None if isinstance(r, Projection) else str(r))
+        batch.clear()
+
+    for pair in pairs:
+        batch.append(prepare(pair))
+        if len(batch) >= batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def _word_alignment_projection(aligner, todo: list[Prepared], bridge: bool) -> list[Projection | Exception]:
+    mats = aligner.word_alignments([(p.pair.src.text, p.pair.tgt_text) for p in todo],
+                                   [p.src_words for p in todo], [p.tgt_words for p in todo])
+    out: list[Projection | Exception] = []
+    for p, a in zip(todo, mats):
+        if isinstance(a, Exception):
+            out.append(a)
+            continue
+        edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
+        out.append(algorithm1(a, p.src_span_words, p.tgt_words, edges, bridge=bridge))
+    return out
