@@ -1,2 +1,18 @@
-"""llmie: multilingual information extraction with LLMs."""
+"""llmie: multilingual information extraction with LLMs.
+
+Heavy modules (torch, transformers) load lazily: `import llmie` stays fast for `llmie score`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["__version__", "project"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "project":
+        from llmie.projection.project import project
+
+        return project
+    raise AttributeError(f"module 'llmie' has no attribute {name!r}")

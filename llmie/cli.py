@@ -60,6 +60,116 @@ def score(pred: Path = typer.Option(..., "--pred", help="Predictions: llmie JSON
                     f"{out['extra']} predictions have no gold (ignored)", err=True, fg=typer.colors.YELLOW)
 
 
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def _projector(method: str, model: str, batch_size: int):
+    """A function pairs -> target Documents, with the aligner loaded now (so timings exclude the load)."""
+    from llmie.projection.project import METHODS, get_aligner, project
+
+    if method not in METHODS:
+        _fail(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    try:
+        get_aligner(method, model)
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+        _fail(f"cannot load the {method} projector ({model}): {e}")
+    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size))
+
+
+@app.command()
+def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (tgt_spans optional)."),
+            out: Path = typer.Option(..., "--out", help="Output llmie JSONL: target documents with spans + status."),
+            method: str = typer.Option("awesome", "--method", help="awesome | binary | pvp"),
+            model: str = typer.Option("embedded", "--model", help="Encoder: embedded, a local folder or a hub id."),
+            batch_size: int = typer.Option(32, "--batch-size"),
+            threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a shared 2-core box).")
+            ) -> None:
+    """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason)."""
+    from rich.progress import track
+
+    from llmie.io import write_jsonl
+    from llmie.io.exp import read_exp_records
+    from llmie.schema import Document
+
+    if not inp.exists():
+        _fail(f"{inp}: no such file")
+    _threads(threads)
+    fn = _projector(method, model, batch_size)
+    records = list(read_exp_records(inp))
+    n_ok = n_bad = 0
+    write_jsonl([], out)
+    for b in track(range(0, len(records), 256), description=f"projecting ({method})", transient=True):
+        chunk = records[b:b + 256]
+        done = iter(fn([r for r in chunk if not isinstance(r, Exception)]))
+        docs = []
+        for r in chunk:  # bad input lines get a failed record in place; the run goes on
+            if isinstance(r, Exception):
+                n_bad += 1
+                docs.append(Document(id=str(r.record), text=getattr(r, "tgt_text", "") or "",
+                                     meta={"status": "failed", "reason": f"bad input: {r}"}))
+            else:
+                docs.append(next(done))
+        write_jsonl(docs, out, append=True)
+        n_ok += sum(d.meta["status"] == "ok" for d in docs)
+    n = len(records)
+    typer.echo(json.dumps({"n": n, "ok": n_ok, "failed": n - n_ok, "bad_input": n_bad, "out": str(out)}))
+
+
+@app.command("eval")
+def eval_(bench: str = typer.Option(..., "--bench", help="exp | align"),
+          method: str = typer.Option("awesome", "--method", help="exp: awesome | binary | pvp; align: awesome | binary"),
+          data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LLMIE_DATA_DIR/<bench>)."),
+          pairs: Optional[str] = typer.Option(None, "--pairs", help="Comma-separated language pairs, e.g. en-de,en-es."),
+          limit: Optional[int] = typer.Option(None, "--limit", help="At most N pairs per file."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Write results.json, results.md, predictions, plots."),
+          model: str = typer.Option("embedded", "--model", help="Encoder: embedded, a local folder or a hub id."),
+          adversarial: bool = typer.Option(False, "--adversarial", help="Also measure the adversarial projection rate."),
+          files: Optional[str] = typer.Option(None, "--files", help="Glob of files under --data (default *.test.jsonl)."),
+          batch_size: int = typer.Option(32, "--batch-size"),
+          threads: int = typer.Option(1, "--threads")) -> None:
+    """Run a benchmark and print its summary; --out writes machine-readable results."""
+    from llmie.config import data_dir
+
+    _threads(threads)
+    if bench == "exp":
+        from llmie.bench.exp import markdown_table, run_exp
+
+        root = data or data_dir() / "exp"
+        if not root.exists():
+            _fail(f"{root}: no such folder (pass --data or set LLMIE_DATA_DIR)")
+        if out and (out / "results.json").exists():
+            prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
+            if prev.get("method") != method:
+                _fail(f"{out} holds results of method {prev.get('method')!r}; use another --out")
+        fn = _projector(method, model, batch_size)
+        from rich.progress import Progress
+
+        with Progress(transient=True) as prog:
+            task = prog.add_task(f"EXP ({method})", total=None)
+            res = run_exp(fn, method, root, out, pairs.split(",") if pairs else None, limit, adversarial, files,
+                          progress=lambda key, n: prog.update(task, advance=n, description=f"EXP {key}"))
+        typer.echo(markdown_table(res))
+        if out:
+            typer.echo(f"wrote {out / 'results.json'}")
+    elif bench == "align":
+        from llmie.bench.align import PAIRS, run_align_bench
+        from llmie.projection.project import get_aligner
+
+        root = data or data_dir() / "word_alignment"
+        res = run_align_bench(get_aligner(method, model), root, tuple(pairs.split(",")) if pairs else PAIRS, limit,
+                              split="heldout")
+        summary = {"bench": "align", "method": method, "split": "heldout (last 20% of each file)", "pairs": res}
+        typer.echo(json.dumps(summary))
+        if out:
+            from llmie.io import write_json_atomic
+            write_json_atomic(summary, out / "results.json")
+    else:
+        _fail(f"unknown bench {bench!r}; available: exp, align")
+
+
 @models_app.command("prepare")
 def models_prepare(force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
                    which: str = typer.Option("all", "--which", help="all | llm | encoder")) -> None:

