@@ -119,7 +119,7 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
 
 
 @app.command("eval")
-def eval_(bench: str = typer.Option(..., "--bench", help="exp | align"),
+def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhaner | uner"),
           method: str = typer.Option("awesome", "--method", help="exp: awesome | binary | pvp; align: awesome | binary"),
           data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LLMIE_DATA_DIR/<bench>)."),
           pairs: Optional[str] = typer.Option(None, "--pairs", help="Comma-separated language pairs, e.g. en-de,en-es."),
@@ -129,7 +129,11 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align"),
           adversarial: bool = typer.Option(False, "--adversarial", help="Also measure the adversarial projection rate."),
           files: Optional[str] = typer.Option(None, "--files", help="Glob of files under --data (default *.test.jsonl)."),
           batch_size: int = typer.Option(32, "--batch-size"),
-          threads: int = typer.Option(1, "--threads")) -> None:
+          threads: int = typer.Option(1, "--threads"),
+          langs: Optional[str] = typer.Option(None, "--langs", help="masakhaner: languages, e.g. hau,swa."),
+          split: str = typer.Option("test", "--split", help="masakhaner/uner split: train | dev | test."),
+          backend: str = typer.Option("vllm", "--backend", help="LLM backend for masakhaner/uner."),
+          api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL.")) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from llmie.config import data_dir
 
@@ -166,8 +170,109 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align"),
         if out:
             from llmie.io import write_json_atomic
             write_json_atomic(summary, out / "results.json")
+    elif bench in ("masakhaner", "uner"):
+        from llmie.bench.ner import load_schema, markdown, run_ner_bench
+        from llmie.massie import extract as run_extract
+
+        root = data or data_dir()
+        schema = load_schema(bench)
+        be = _backend(backend, model, api_base)
+        from rich.progress import Progress
+
+        with Progress(transient=True) as prog:
+            task = prog.add_task(bench, total=None)
+            res = run_ner_bench(bench, lambda docs: run_extract(docs, schema, backend=be), root, out,
+                                langs.split(",") if langs else None, split, limit, method="massie", model=model,
+                                progress=lambda lang, n: prog.update(task, advance=n, description=f"{bench} {lang}"))
+        be.close()
+        typer.echo(markdown(res))
     else:
-        _fail(f"unknown bench {bench!r}; available: exp, align")
+        _fail(f"unknown bench {bench!r}; available: exp, align, masakhaner, uner")
+
+
+def _backend(backend: str, model: str, api_base: Optional[str], cache: bool = True):
+    from llmie.backends import get_backend
+
+    kw = {"api_base": api_base} if api_base else {}
+    try:
+        return get_backend(backend, model, cache=cache, **kw)
+    except (FileNotFoundError, ValueError, RuntimeError, OSError, ImportError) as e:
+        _fail(f"cannot start the {backend} backend for {model!r}: {e}")
+
+
+@app.command()
+def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed | ee"),
+            labels: str = typer.Option(..., "--labels", help="Comma-separated labels, or a schema YAML file."),
+            inp: Path = typer.Option(..., "--in", help="llmie JSONL (or .txt, one text per line)."),
+            out: Path = typer.Option(..., "--out", help="Output llmie JSONL with grounded spans."),
+            model: str = typer.Option("embedded", "--model", help="embedded, a folder, a .gguf, a hub id, or "
+                                                                  "openai:<url>#<name>"),
+            backend: str = typer.Option("vllm", "--backend", help="vllm | openai | hf"),
+            api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL."),
+            template: Optional[str] = typer.Option(None, "--template", help="Prompt template, e.g. massie.ner.v1."),
+            constrained: bool = typer.Option(True, "--constrained/--no-constrained",
+                                             help="JSON-schema constrained decoding."),
+            chunk: int = typer.Option(64, "--chunk", help="Documents per backend call (results saved per chunk).")
+            ) -> None:
+    """Extract with batched-schema prompts; resumable (ids already in --out are skipped)."""
+    from llmie.io import read_documents, read_jsonl, write_jsonl
+    from llmie.massie import extract as run_extract
+    from llmie.massie.prompt import schema_for
+    from llmie.schema import Document, LlmieDataError
+
+    if labels.endswith((".yaml", ".yml")):
+        from llmie.bench.ner import load_schema
+        schema = load_schema(labels)
+    else:
+        try:
+            schema = schema_for(task, labels)
+        except ValueError as e:
+            _fail(str(e))
+    if not inp.exists():
+        _fail(f"{inp}: no such file")
+    try:
+        if inp.suffix == ".txt":
+            lines = inp.read_text(encoding="utf-8-sig").splitlines()
+            docs = [Document(id=str(i), text=t) for i, t in enumerate(lines)]
+        else:
+            docs = list(read_documents(inp))
+    except LlmieDataError as e:
+        _fail(str(e))
+    done = {d.id for d in read_jsonl(out)} if out.exists() else set()
+    todo = [d for d in docs if d.id not in done]
+    be = _backend(backend, model, api_base)
+    n_spans = n_unaligned = n_invalid = 0
+    from rich.progress import track
+
+    for b in track(range(0, len(todo), chunk), description="extracting", transient=True):
+        preds = run_extract(todo[b:b + chunk], schema, backend=be, template=template, constrained=constrained)
+        write_jsonl(preds, out, append=True)
+        for p in preds:
+            n_spans += len(p.spans)
+            n_unaligned += p.meta["counts"]["unaligned"]
+            n_invalid += p.meta["parse_status"] == "invalid"
+    be.close()
+    typer.echo(json.dumps({"n": len(docs), "skipped_done": len(done), "spans": n_spans, "unaligned": n_unaligned,
+                           "invalid_answers": n_invalid, "out": str(out)}))
+
+
+@app.command()
+def serve(model: str = typer.Option("embedded", "--model", help="embedded or a model folder."),
+          port: Optional[int] = typer.Option(None, "--port"),
+          host: str = typer.Option("127.0.0.1", "--host", help="Bind address (127.0.0.1 unless you mean it)."),
+          lora: list[str] = typer.Option([], "--lora", help="NAME=DIR adapters to serve (repeatable)."),
+          name: str = typer.Option("llmie", "--name", help="Served model name.")) -> None:
+    """Start a vLLM OpenAI-compatible server on 127.0.0.1; Ctrl-C stops it."""
+    from llmie.backends.serve import serve_forever
+
+    adapters = {}
+    for item in lora:
+        if "=" not in item:
+            _fail(f"--lora expects NAME=DIR, got {item!r}")
+        k, v = item.split("=", 1)
+        adapters[k] = v
+    serve_forever(model=model, port=port, host=host, lora=adapters or None, served_name=name,
+                  allow_remote=host not in ("127.0.0.1", "localhost"))
 
 
 @models_app.command("prepare")

@@ -1,0 +1,141 @@
+"""`extract()`: MASSIE batched-schema extraction over any backend, grounded into llmie Documents.
+
+One request per (window, label batch); all requests of a call go to the backend in one batch.
+Long texts are cut into windows of at most `window_chars` characters (at whitespace, with
+`overlap` characters shared) and the grounded spans merged; nothing is silently truncated.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmie.grounding import Grounder
+from llmie.massie.parse import Parsed, parse_answer
+from llmie.massie.prompt import batch_labels, load_template, messages, output_schema, schema_for
+from llmie.schema import Document, Event, Relation, Schema, Span
+
+
+def windows(text: str, window_chars: int = 2000, overlap: int = 200) -> list[tuple[int, int]]:
+    """[start, end) windows covering `text`, cut at whitespace where possible."""
+    if len(text) <= window_chars:
+        return [(0, len(text))]
+    out, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + window_chars)
+        if end < len(text):
+            cut = text.rfind(" ", start + window_chars // 2, end)
+            end = cut if cut > start else end
+        out.append((start, end))
+        if end >= len(text):
+            break
+        nxt = max(end - overlap, start + 1)
+        sp = text.find(" ", nxt, end)
+        start = sp + 1 if sp >= 0 else nxt
+    return out
+
+
+@dataclass
+class _Req:
+    doc: int
+    win: tuple[int, int]
+    labels: list[str]
+
+
+def build_requests(docs: Sequence[Document], schema: Schema, template: str | None = None, split_num: int = 6,
+                   constrained: bool = True, max_tokens: int = 256, demos: bool = True,
+                   window_chars: int = 2000, overlap: int = 200):
+    from llmie.backends.base import GenRequest
+
+    tpl = load_template(template or f"massie.{schema.task}.v1")
+    batches = batch_labels(schema.labels, split_num)
+    meta, reqs = [], []
+    for i, d in enumerate(docs):
+        if not d.text.strip():
+            continue
+        for w in windows(d.text, window_chars, overlap):
+            for b in batches:
+                meta.append(_Req(i, w, [lab.name for lab in b]))
+                reqs.append(GenRequest(messages=messages(tpl, d.text[w[0]:w[1]], b, demos), max_tokens=max_tokens,
+                                       json_schema=output_schema(schema.task, b) if constrained else None))
+    return tpl, meta, reqs
+
+
+def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Parsed, Any]],
+                template: str) -> Document:
+    """Merge the parsed answers of a document's (window, batch) requests into one grounded prediction."""
+    spans: list[Span] = []
+    status: list[str] = []
+    relations: list[Relation] = []
+    events: list[Event] = []
+    seen: dict[tuple, int] = {}
+    counts = {"requests": len(parts), "invalid": 0, "dropped_labels": 0, "unaligned": 0, "errors": 0}
+    finish: dict[str, int] = {}
+
+    def add(label: str, value: str, g: Grounder, off: int, dedupe: bool) -> int:
+        r = g.ground(label, value)
+        sp = r.span
+        if sp.start is not None:
+            sp = Span(start=sp.start + off, end=sp.end + off, label=label, text=sp.text)  # type: ignore[operator]
+        key = (label, sp.start, sp.end) if sp.start is not None else (label, None, sp.text)
+        if dedupe and key in seen:
+            return seen[key]
+        spans.append(sp)
+        status.append(r.status)
+        counts["unaligned"] += r.status == "unaligned"
+        seen[key] = len(spans) - 1
+        return len(spans) - 1
+
+    for (a, b), parsed, result in parts:
+        fr = getattr(result, "finish_reason", "stop")
+        finish[fr] = finish.get(fr, 0) + 1
+        counts["errors"] += fr == "error"
+        if parsed.status == "invalid":
+            counts["invalid"] += 1
+            continue
+        counts["dropped_labels"] += parsed.dropped_labels
+        text = doc.text[a:b]
+        if task in ("ner", "sf", "ed"):
+            g = Grounder(text)
+            for label, (value,) in parsed.items:
+                add(label, value, g, a, dedupe=True)
+        elif task == "re":
+            g = Grounder(text, reuse=True)
+            for label, (head, tail) in parsed.items:
+                relations.append(Relation(head=add("head", head, g, a, True), tail=add("tail", tail, g, a, True),
+                                          label=label))
+        else:  # ee: items come as trigger, then its arguments
+            g = Grounder(text, reuse=True)
+            for route, (value,) in parsed.items:
+                if route[0] == "trigger":
+                    events.append(Event(trigger=add(route[1], value, g, a, True), type=route[1]))
+                else:
+                    events[-1].arguments.append((route[2], add(route[2], value, g, a, True)))
+    parse_status = "empty" if not parts else ("invalid" if counts["invalid"] == len(parts) else "ok")
+    meta = {**doc.meta, "parse_status": parse_status, "alignment_status": status, "template": template,
+            "counts": counts, "finish_reasons": finish}
+    for k in ("tokens", "token_offsets", "tags", "upos"):
+        meta.pop(k, None)
+    return Document(id=doc.id, text=doc.text, lang=doc.lang, spans=spans, relations=relations, events=events,
+                    meta=meta)
+
+
+def extract(inputs: Iterable[str | Document], schema: Schema | str | list[str], task: str | None = None, *,
+            model: str = "embedded", backend: Any = "vllm", template: str | None = None, split_num: int = 6,
+            constrained: bool = True, max_tokens: int = 256, demos: bool = True, window_chars: int = 2000,
+            overlap: int = 200, progress: bool = False) -> list[Document]:
+    """Extract with MASSIE prompts. `schema` is a Schema or label names (then `task` says which task)."""
+    from llmie.backends import get_backend
+
+    if not isinstance(schema, Schema):
+        schema = schema_for(task or "ner", schema)
+    docs = [x if isinstance(x, Document) else Document(id=str(i), text=x) for i, x in enumerate(inputs)]
+    be = get_backend(backend, model) if isinstance(backend, str) else backend
+    tpl, meta, reqs = build_requests(docs, schema, template, split_num, constrained, max_tokens, demos,
+                                     window_chars, overlap)
+    results = be.generate(reqs, progress=progress) if reqs else []
+    per_doc: dict[int, list] = {i: [] for i in range(len(docs))}
+    for m, r in zip(meta, results):
+        parsed = parse_answer(r.text if r.finish_reason != "error" else None, schema.task, m.labels)
+        per_doc[m.doc].append((m.win, parsed, r))
+    return [to_document(d, schema.task, per_doc[i], tpl.name) for i, d in enumerate(docs)]

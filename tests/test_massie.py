@@ -1,0 +1,83 @@
+"""MASSIE prompting without a model: batching rule, templates, schemas, safe parsing, merging, windows."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmie.massie import batch_labels, load_template, messages, output_schema, parse_answer, to_document, windows
+from llmie.massie.parse import Parsed
+from llmie.schema import Document, Label
+
+
+def labs(n):
+    return [Label(name=f"L{i}") for i in range(n)]
+
+
+@pytest.mark.parametrize("n,sizes", [(4, [4]), (6, [6]), (7, [7]), (8, [8]), (9, [6, 3]), (13, [6, 7]),
+                                     (14, [6, 8]), (15, [6, 6, 3]), (30, [6] * 5)])
+def test_batching_last_batch_rule(n, sizes):
+    assert [len(b) for b in batch_labels(labs(n))] == sizes
+
+
+def test_templates_for_all_tasks_render_with_three_demos():
+    for task in ("ner", "re", "sf", "ed", "ee"):
+        tpl = load_template(f"massie.{task}.v1")
+        assert tpl.task == task and len(tpl.demos) == 3
+        msgs = messages(tpl, "Some text.", [Label(name="X", description="an x", roles=["r"])])
+        assert [m["role"] for m in msgs] == ["user", "assistant"] * 3 + ["user"]
+        assert msgs[-1]["content"].endswith("Text: Some text.") and "- X: an x" in msgs[-1]["content"]
+        for m in msgs[1:-1:2]:
+            demo = json.loads(m["content"])      # demonstrations are valid answers of the task's shape
+            assert isinstance(demo, dict)
+
+
+def test_output_schema_keys_are_exactly_the_batch_labels():
+    s = output_schema("ner", [Label(name="PER"), Label(name="LOC")])
+    assert s["required"] == ["PER", "LOC"] and s["additionalProperties"] is False
+    ee = output_schema("ee", [Label(name="Attack", roles=["attacker", "target"])])
+    role = ee["properties"]["Attack"]["items"]["properties"]["arguments"]["items"]["properties"]["role"]
+    assert role["enum"] == ["attacker", "target"]
+
+
+def test_parse_strict_repaired_invalid_and_dropped_labels():
+    assert parse_answer('{"PER": ["Ade"], "LOC": []}', "ner", ["PER", "LOC"]).status == "ok"
+    r = parse_answer('Sure! ```json\n{"PER": ["Ade"], "FOOD": ["rice"]}\n``` done', "ner", ["PER"])
+    assert r.status == "repaired" and r.items == [("PER", ("Ade",))] and r.dropped_labels == 1
+    assert parse_answer("{'PER': ['Ade']}", "ner", ["PER"]).items == [("PER", ("Ade",))]
+    # the paper's Fig. 2 invalid structure: a set inside a list
+    assert parse_answer('{"PERSON": [{"Mr Bure", "Mr Galley", "Brian Burke"}]}', "ner", ["PERSON"]).status == "invalid"
+    for bad in ["", "   ", "[1, 2]", '{"PER": "Ade"}', '{"PER": [1]}', "__import__('os').system('touch /tmp/x')",
+                '{"PER": [__import__("os")]}', '{"PER": ["a"' * 1, "{" * 5000, "x" * 300_000]:
+        assert parse_answer(bad, "ner", ["PER"]).status == "invalid", bad[:40]
+
+
+def test_parse_re_and_ee_shapes():
+    r = parse_answer('{"founded_by": [{"head": "Lumen", "tail": "Grace"}]}', "re", ["founded_by"])
+    assert r.items == [("founded_by", ("Lumen", "Grace"))]
+    assert parse_answer('{"founded_by": ["Lumen"]}', "re", ["founded_by"]).status == "invalid"
+    e = parse_answer('{"Arrest": [{"trigger": "arrested", "arguments": [{"role": "agent", "argument": "Police"}]}]}',
+                     "ee", ["Arrest"])
+    assert e.items == [(("trigger", "Arrest"), ("arrested",)), (("arg", "Arrest", "agent"), ("Police",))]
+
+
+def test_merge_windows_and_batches_into_one_grounded_document():
+    doc = Document(id="d", text="Ade flew from Kano to Lagos on Monday.")
+    parts = [((0, len(doc.text)), Parsed("ok", [("PER", ("Ade",)), ("LOC", ("Kano",))]), None),
+             ((0, len(doc.text)), Parsed("ok", [("DATE", ("Monday",)), ("LOC", ("Abuja",))]), None),
+             ((0, len(doc.text)), Parsed("invalid", error="x"), None)]
+    out = to_document(doc, "ner", parts, "massie.ner.v1")
+    assert [(s.label, s.text, s.start) for s in out.spans] == [("PER", "Ade", 0), ("LOC", "Kano", 14),
+                                                               ("DATE", "Monday", 31), ("LOC", "Abuja", None)]
+    assert out.meta["alignment_status"] == ["exact", "exact", "exact", "unaligned"]
+    assert out.meta["counts"]["invalid"] == 1 and out.meta["counts"]["unaligned"] == 1
+    assert out.meta["parse_status"] == "ok"
+
+
+def test_windows_cover_long_text_with_overlap():
+    text = " ".join(f"w{i}" for i in range(6000))  # ~ 35k characters
+    ws = windows(text, 2000, 200)
+    assert ws[0][0] == 0 and ws[-1][1] == len(text)
+    assert all(b - a <= 2000 for a, b in ws)
+    assert all(ws[i + 1][0] < ws[i][1] for i in range(len(ws) - 1))  # overlapping, no gap
+    assert windows("short", 2000) == [(0, 5)]
