@@ -1,0 +1,171 @@
+"""The backend protocol: ``generate(requests) -> results``, batched, one result per request, in order.
+
+A request carries chat messages (the backend applies the model's chat template) or a raw prompt,
+sampling settings, an optional JSON schema (constrained decoding where the backend supports it) and
+an optional LoRA adapter folder. A backend never raises for one bad request: that request gets
+``GenResult(finish_reason="error", error=...)`` and the rest of the batch goes on.
+
+Importing this module is cheap (no torch, no vLLM); the engines are imported when first used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+FINISH_REASONS = ("stop", "length", "error")
+
+
+@dataclass
+class GenRequest:
+    messages: list[dict[str, str]] | None = None  # chat messages (chat template applied by the backend)
+    prompt: str | None = None                     # raw prompt, no template (exactly one of messages/prompt)
+    max_tokens: int = 256
+    temperature: float = 0.0                      # greedy by default (deterministic)
+    json_schema: dict | None = None               # constrained decoding to this JSON schema
+    lora: str | None = None                       # path of a peft LoRA adapter folder
+    stop: list[str] | None = None
+    seed: int | None = None
+    logprobs: int | None = None                   # top-k logprobs of generated tokens
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("GenRequest needs exactly one of messages= or prompt=")
+        if self.max_tokens < 1:
+            raise ValueError(f"GenRequest.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"GenRequest.temperature must be >= 0, got {self.temperature}")
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+
+@dataclass
+class GenResult:
+    text: str
+    finish_reason: str            # "stop" | "length" | "error"
+    error: str | None = None      # message when finish_reason == "error"
+    cached: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    logprobs: list[dict[str, float]] | None = None  # per generated token: {token text: logprob} (top-k)
+
+    @property
+    def ok(self) -> bool:
+        return self.finish_reason != "error"
+
+
+def error_result(message: str) -> GenResult:
+    return GenResult(text="", finish_reason="error", error=message)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    model_id: str                 # identity for caches/manifests (path or hub id, + hash of config.json if local)
+
+    def generate(self, requests: list[GenRequest], progress: bool = False) -> list[GenResult]: ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- identities
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def model_identity(model: str) -> str:
+    """``path@<sha256 of config.json>`` for a local folder, the hub id unchanged otherwise."""
+    p = Path(model)
+    cfg = p / "config.json"
+    if p.is_dir() and cfg.is_file():
+        return f"{p.resolve()}@{_file_sha(cfg)}"
+    return model
+
+
+def adapter_identity(path: str) -> str:
+    """``path@<fingerprint>`` of a peft adapter folder: adapter_config.json content plus the names and
+    sizes of its weight files, so that retraining an adapter into the same folder changes the key."""
+    p = Path(path)
+    h = hashlib.sha256()
+    cfg = p / "adapter_config.json"
+    if cfg.is_file():
+        h.update(cfg.read_bytes())
+    if p.is_dir():
+        for f in sorted(p.iterdir()):
+            if f.suffix in (".safetensors", ".bin"):
+                h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return f"{p.resolve() if p.exists() else path}@{h.hexdigest()[:16]}"
+
+
+def adapter_rank(path: str) -> int | None:
+    """LoRA rank ``r`` from a peft adapter_config.json, or None when unreadable."""
+    try:
+        return int(json.loads((Path(path) / "adapter_config.json").read_text())["r"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def parse_openai_spec(spec: str) -> tuple[str, str]:
+    """``openai:<url>#<name>`` -> (api_base, served model name)."""
+    body = spec[len("openai:"):]
+    url, sep, name = body.rpartition("#")
+    if not sep or not url or not name:
+        raise ValueError(f"model spec {spec!r}: expected 'openai:<url>#<served model name>'")
+    return url, name
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def get_backend(name: str = "vllm", model: str = "embedded", *, cache: str | Path | None | bool = True,
+                **kw) -> Backend:
+    """Build a backend.
+
+    - ``name``: ``vllm`` (offline engine), ``hf`` (transformers) or ``openai`` (any OpenAI-compatible
+      server; give ``api_base=`` and ``model=`` as the served model name).
+    - ``model``: for vllm/hf anything :func:`llmie.models.resolve_llm` accepts (``embedded``, a local
+      folder, a ``.gguf`` file, a hub id); ``openai:<url>#<name>`` selects the openai backend whatever
+      ``name`` says.
+    - ``cache``: True/None -> persistent response cache at the default path, a path -> that file,
+      False -> no cache.
+    - other keyword arguments go to the backend's constructor.
+    """
+    if model.startswith("openai:"):
+        api_base, model = parse_openai_spec(model)
+        kw.setdefault("api_base", api_base)
+        name = "openai"
+    name = name.lower()
+    if name == "openai":
+        from llmie.backends.openai import OpenAIBackend
+
+        if "api_base" not in kw:
+            raise ValueError("the openai backend needs api_base= (or a model spec 'openai:<url>#<name>')")
+        backend: Backend = OpenAIBackend(model=model, **kw)
+    elif name in ("vllm", "hf"):
+        from llmie.models import resolve_llm
+
+        if kw.get("api_base"):
+            raise ValueError(f"api_base= is for the openai backend, not {name!r} (use --backend openai)")
+
+        path = resolve_llm(model)
+        if name == "vllm":
+            from llmie.backends.vllm import VLLMBackend
+
+            backend = VLLMBackend(path, **kw)
+        else:
+            from llmie.backends.hf import HFBackend
+
+            backend = HFBackend(path, **kw)
+    else:
+        raise ValueError(f"unknown backend {name!r}; expected one of: vllm, openai, hf")
+    if cache is False:
+        return backend
+    from llmie.backends.cache import CachedBackend
+
+    return CachedBackend(backend, path=None if cache is True or cache is None else cache)
