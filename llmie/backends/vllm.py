@@ -161,7 +161,9 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        so = StructuredOutputsParams(json=r.json_schema) if r.json_schema is not None else None
+        # no free whitespace inside constrained JSON: tiny models otherwise pad it until max_tokens (pitfall 6)
+        so = (StructuredOutputsParams(json=r.json_schema, disable_any_whitespace=True)
+              if r.json_schema is not None else None)
         return SamplingParams(temperature=r.temperature, max_tokens=r.max_tokens, stop=r.stop, seed=r.seed,
                               logprobs=r.logprobs, structured_outputs=so)
 

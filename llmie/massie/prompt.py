@@ -23,7 +23,7 @@ from llmie.schema import Label, Schema
 
 SPLIT_NUM = 6
 TASKS = ("ner", "re", "sf", "ed", "ee")
-MAX_ITEMS, MAX_LEN = 12, 120  # bound constrained outputs: tiny models otherwise ramble until max_tokens
+MAX_ITEMS, MAX_LEN = 8, 80  # bound constrained outputs: tiny models otherwise ramble until max_tokens
 
 
 def prompts_dir() -> Path:
