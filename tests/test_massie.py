@@ -48,7 +48,7 @@ def test_parse_strict_repaired_invalid_and_dropped_labels():
     # the paper's Fig. 2 invalid structure: a set inside a list
     assert parse_answer('{"PERSON": [{"Mr Bure", "Mr Galley", "Brian Burke"}]}', "ner", ["PERSON"]).status == "invalid"
     for bad in ["", "   ", "[1, 2]", '{"PER": "Ade"}', '{"PER": [1]}', "__import__('os').system('touch /tmp/x')",
-                '{"PER": [__import__("os")]}', '{"PER": ["a"' * 1, "{" * 5000, "x" * 300_000]:
+                '{"PER": [__import__("os")]}', "{" * 5000, "x" * 300_000]:
         assert parse_answer(bad, "ner", ["PER"]).status == "invalid", bad[:40]
 
 
@@ -81,3 +81,11 @@ def test_windows_cover_long_text_with_overlap():
     assert all(b - a <= 2000 for a, b in ws)
     assert all(ws[i + 1][0] < ws[i][1] for i in range(len(ws) - 1))  # overlapping, no gap
     assert windows("short", 2000) == [(0, 5)]
+
+
+def test_truncated_answer_is_closed_after_its_last_complete_value():
+    r = parse_answer('{"PER": ["Ade", "Bo"], "LOC": ["Kano", "Lag', "ner", ["PER", "LOC"])
+    assert r.status == "truncated" and r.items == [("PER", ("Ade",)), ("PER", ("Bo",)), ("LOC", ("Kano",))]
+    rel = parse_answer('{"employer": [{"head": "Ann", "tail": "Volvo"}, {"head": "Bo", "ta', "re", ["employer"])
+    assert rel.status == "truncated" and rel.items == [("employer", ("Ann", "Volvo"))]
+    assert parse_answer('{"PER": [', "ner", ["PER"]).status == "invalid"

@@ -67,7 +67,8 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
             if progress:
                 progress(lang, len(preds))
         seconds = time.perf_counter() - t0
-        samples, counts = [], {"invalid": 0, "unaligned": 0, "dropped_labels": 0, "errors": 0, "requests": 0}
+        samples, counts = [], {"invalid": 0, "truncated": 0, "unaligned": 0, "dropped_labels": 0, "errors": 0,
+                                "requests": 0}
         gtags, ptags = [], []
         for g in gold:
             p = done[g.id]
@@ -94,11 +95,11 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
 
 def markdown(res: dict[str, Any]) -> str:
     lines = [f"# {res['bench']} ({res['split']}): method `{res['method']}`, model `{res['model']}`", "",
-             "| lang | n | LF1 | exact F1 | seqeval F1 | invalid answers | unaligned spans | errors |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| lang | n | LF1 | exact F1 | seqeval F1 | invalid answers | truncated (repaired) | unaligned spans | errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for lang, v in res["langs"].items():
         lines.append(f"| {lang} | {v['n']} | {v['lf1']:.2f} | {v['f1']:.2f} | {v['seqeval_f1']:.2f} | "
-                     f"{v['invalid']}/{v['requests']} | {v['unaligned']} | {v['errors']} |")
+                     f"{v['invalid']}/{v['requests']} | {v['truncated']} | {v['unaligned']} | {v['errors']} |")
     a = res["avg"]
-    lines.append(f"| **avg (weighted)** | | **{a['lf1']:.2f}** | **{a['f1']:.2f}** | {a['seqeval_f1']:.2f} | | | |")
+    lines.append(f"| **avg (weighted)** | | **{a['lf1']:.2f}** | **{a['f1']:.2f}** | {a['seqeval_f1']:.2f} | | | | |")
     return "\n".join(lines) + "\n"

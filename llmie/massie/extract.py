@@ -69,7 +69,7 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
     relations: list[Relation] = []
     events: list[Event] = []
     seen: dict[tuple, int] = {}
-    counts = {"requests": len(parts), "invalid": 0, "dropped_labels": 0, "unaligned": 0, "errors": 0}
+    counts = {"requests": len(parts), "invalid": 0, "truncated": 0, "dropped_labels": 0, "unaligned": 0, "errors": 0}
     finish: dict[str, int] = {}
 
     def add(label: str, value: str, g: Grounder, off: int, dedupe: bool) -> int:
@@ -94,6 +94,7 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
             counts["invalid"] += 1
             continue
         counts["dropped_labels"] += parsed.dropped_labels
+        counts["truncated"] += parsed.status == "truncated"
         text = doc.text[a:b]
         if task in ("ner", "sf", "ed"):
             g = Grounder(text)

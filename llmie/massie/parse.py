@@ -1,7 +1,8 @@
 """Parse model answers into label-routed items, safely: JSON first, then a lenient repair; never eval().
 
 Repairs: code fences, text before/after the first JSON object, single-quoted Python-style dicts (via
-`ast.literal_eval`, which only builds literals). A wrong structure (e.g. a set inside a list, the
+`ast.literal_eval`, which only builds literals), and answers cut by `max_tokens` (closed after their
+last complete value; status `truncated`, counted). A wrong structure (e.g. a set inside a list, the
 paper's Fig. 2 "invalid structure") is `invalid` and scores 0. Labels outside the batch are dropped and counted.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ MAX_CHARS = 200_000
 
 @dataclass
 class Parsed:
-    status: str                        # ok | repaired | invalid | empty
+    status: str                        # ok | repaired | truncated | invalid
     items: list[tuple[Any, tuple[str, ...]]] = field(default_factory=list)
     dropped_labels: int = 0
     error: str | None = None
@@ -45,7 +46,46 @@ def _load(raw: str) -> tuple[Any, str]:
     try:
         return ast.literal_eval(snippet), "repaired"  # literals only: no names, calls or attributes
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as e:
+        closed = close_truncated(cand[start:])
+        if closed is not None:
+            try:
+                return json.loads(closed), "truncated"
+            except (json.JSONDecodeError, RecursionError):
+                pass
         raise ValueError(f"not JSON: {type(e).__name__}") from None
+
+
+def close_truncated(s: str) -> str | None:
+    """A JSON prefix cut mid-way, closed after its last complete value (None if nothing is complete)."""
+    stack: list[str] = []
+    safe: tuple[int, list[str]] | None = None
+    in_str = esc = False
+    for i, ch in enumerate(s):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+                if stack and stack[-1] == "[":
+                    safe = (i + 1, list(stack))
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}":
+            if not stack:
+                return None
+            stack.pop()
+            safe = (i + 1, list(stack))
+            if not stack:
+                return s[: i + 1]
+    if safe is None:
+        return None
+    pos, st = safe
+    return s[:pos] + "".join("]" if c == "[" else "}" for c in reversed(st))
 
 
 def _strs(v: Any) -> bool:
