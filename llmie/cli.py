@@ -66,17 +66,18 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def _projector(method: str, model: str, batch_size: int):
+def _projector(method: str, model: str, batch_size: int, adapter: Optional[str] = None):
     """A function pairs -> target Documents, with the aligner loaded now (so timings exclude the load)."""
     from llmie.projection.project import METHODS, get_aligner, project
 
     if method not in METHODS:
         _fail(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    kw = {"adapter": adapter} if adapter and method in ("binary", "pvp") else {}
     try:
-        get_aligner(method, model)
+        get_aligner(method, model, **kw)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         _fail(f"cannot load the {method} projector ({model}): {e}")
-    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size))
+    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size, **kw))
 
 
 @app.command()
@@ -85,7 +86,9 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
             method: str = typer.Option("awesome", "--method", help="awesome | binary | pvp"),
             model: str = typer.Option("embedded", "--model", help="Encoder: embedded, a local folder or a hub id."),
             batch_size: int = typer.Option(32, "--batch-size"),
-            threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a shared 2-core box).")
+            threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a shared 2-core box)."),
+            adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder (default: "
+                                                                          "the one shipped with llmie).")
             ) -> None:
     """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason)."""
     from rich.progress import track
@@ -97,7 +100,7 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     if not inp.exists():
         _fail(f"{inp}: no such file")
     _threads(threads)
-    fn = _projector(method, model, batch_size)
+    fn = _projector(method, model, batch_size, adapter)
     records = list(read_exp_records(inp))
     n_ok = n_bad = 0
     write_jsonl([], out)
@@ -133,7 +136,8 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
           langs: Optional[str] = typer.Option(None, "--langs", help="masakhaner: languages, e.g. hau,swa."),
           split: str = typer.Option("test", "--split", help="masakhaner/uner split: train | dev | test."),
           backend: str = typer.Option("vllm", "--backend", help="LLM backend for masakhaner/uner."),
-          api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL.")) -> None:
+          api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL."),
+          adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder.")) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from llmie.config import data_dir
 
@@ -148,7 +152,7 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
             prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
             if prev.get("method") != method:
                 _fail(f"{out} holds results of method {prev.get('method')!r}; use another --out")
-        fn = _projector(method, model, batch_size)
+        fn = _projector(method, model, batch_size, adapter)
         from rich.progress import Progress
 
         with Progress(transient=True) as prog:
@@ -163,7 +167,7 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
         from llmie.projection.project import get_aligner
 
         root = data or data_dir() / "word_alignment"
-        res = run_align_bench(get_aligner(method, model), root, tuple(pairs.split(",")) if pairs else PAIRS, limit,
+        res = run_align_bench(get_aligner(method, model, **({"adapter": adapter} if adapter else {})), root, tuple(pairs.split(",")) if pairs else PAIRS, limit,
                               split="heldout")
         summary = {"bench": "align", "method": method, "split": "heldout (last 20% of each file)", "pairs": res}
         typer.echo(json.dumps(summary))
@@ -273,6 +277,68 @@ def serve(model: str = typer.Option("embedded", "--model", help="embedded or a m
         adapters[k] = v
     serve_forever(model=model, port=port, host=host, lora=adapters or None, served_name=name,
                   allow_remote=host not in ("127.0.0.1", "localhost"))
+
+
+@app.command("train-aligner", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_aligner(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/binary_aligner.yaml")) -> None:
+    """Train the BinaryAlign-style word aligner on gold alignments; extra args are key=value overrides."""
+    import logging
+
+    from llmie.projection.train_binary import load_recipe, train_binary_aligner
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_recipe(recipe, ctx.args)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(str(train_binary_aligner(cfg)))
+
+
+@app.command("train-projector", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_projector(ctx: typer.Context,
+                    recipe: Path = typer.Argument(..., help="e.g. recipes/pvp_encoder.yaml")) -> None:
+    """Train the PVP span projector (WGL + pair augmentation); extra args are key=value overrides."""
+    import logging
+
+    from llmie.projection.train_pvp import load_recipe, train_projector as run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_recipe(recipe, ctx.args)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(str(run(cfg)))
+
+
+@app.command()
+def synth(out: Path = typer.Option(..., "--out", help="Folder for train/dev/rejected EXP-style JSONL."),
+          langs: str = typer.Option("por,spa", "--langs", help="Target languages (MT must support en->X)."),
+          src: Optional[Path] = typer.Option(None, "--src", help="English llmie JSONL/.iob2 with spans (default: "
+                                                                 "UNER English-EWT dev)."),
+          translator: str = typer.Option("auto", "--translator", help="auto | bergamot | apertium | nllb"),
+          proposer: str = typer.Option("binary", "--proposer", help="binary | awesome"),
+          n_train: int = typer.Option(1000, "--n-train"), n_dev: int = typer.Option(100, "--n-dev"),
+          verify: bool = typer.Option(True, "--verify/--no-verify", help="Back-projection verifier (Alg. 2)."),
+          seed: int = typer.Option(13, "--seed"), threads: int = typer.Option(1, "--threads")) -> None:
+    """PVP synthetic data: translate English spans, propose (Alg. 1), verify (Alg. 2), write points."""
+    from llmie.config import data_dir
+    from llmie.io import read_documents, write_json_atomic
+    from llmie.mt import get_translator
+    from llmie.projection.project import get_aligner
+    from llmie.projection.synth import synthesize
+
+    _threads(threads)
+    path = src or data_dir() / "ner/uner_en_ewt/en_ewt-ud-dev.iob2"
+    if not path.exists():
+        _fail(f"{path}: no such file")
+    docs = list(read_documents(path, lang="en"))
+    if "exp" in str(path) and "test" in path.name:
+        _fail("refusing to build training data from EXP test pairs")
+    counts = synthesize(docs, langs.split(","), out, get_translator(translator), get_aligner(proposer, "embedded"),
+                        n_train=n_train, n_dev=n_dev, seed=seed, verify=verify)
+    write_json_atomic({"src": str(path), "proposer": proposer, "verify": verify, "counts": counts},
+                      out / "counts.json")
+    typer.echo(json.dumps(counts))
 
 
 @models_app.command("prepare")

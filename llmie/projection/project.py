@@ -24,6 +24,9 @@ def get_aligner(method: str, model: str = "embedded", **kwargs):
     if method == "binary":
         from llmie.projection.binary import BinaryAligner
         return BinaryAligner(model, **kwargs)
+    if method == "pvp":
+        from llmie.projection.pvp import PVPProjector
+        return PVPProjector(model, **kwargs)
     raise ValueError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
 
 

@@ -1,0 +1,344 @@
+"""BinaryAlign-style word aligner (Latouche et al. 2024), the PVP proposer (notes/pvp.md §1.2).
+
+For each source word i the model reads the tokenizer's pair encoding ``<s> src </s></s> tgt </s>``
+in which the subword tokens of word i are wrapped in a marker token before and after; a linear head
+on the encoder's last hidden state gives a sigmoid per target token, and
+
+    P(i, j) = max over the subword tokens of target word j,      a(i, j) = P(i, j) > threshold (δ = 0.5).
+
+One forward pass per source word (source words that share their tokens share the pass).
+
+WORD_SEP marker: the tokenizer has no spare token, so the marker is the tokenizer's ``mask_token_id``
+(``<mask>``, 250001 for the XLM-R vocabulary of multilingual-e5-small), inserted as an *id* into the
+encoded pair, never as text (``"<mask>"`` inside a sentence stays ordinary text). It is configurable
+(``marker_id``); a trained aligner folder records the id it was trained with and that id is used.
+
+Tokens are mapped to words through character offsets (``token_word_matrix``); tokens made only of
+whitespace are ignored. A pair whose encoding (markers included) exceeds ``max_length`` tokens gets a
+``TextTooLong`` in its slot: nothing is ever truncated.
+
+Aligner folder (``save_aligner`` / ``load_binary_model``)::
+
+    aligner.json                      base model spec, marker id, layer count, lora flag, threshold, training summary
+    adapter_config.json               peft LoRA adapter (when lora)
+    adapter_model.safetensors         peft LoRA adapter (when lora)
+    encoder.safetensors               the fine-tuned encoder weights (only when trained without LoRA)
+    head.safetensors                  the linear head (weight 1 x H, bias 1)
+
+``adapter="embedded"`` is the folder shipped in the package (``llmie/data/aligners/binary-e5-small``,
+trained by ``recipes/binary_aligner.yaml``). A LoRA adapter is merged into the encoder weights at load
+time (W += alpha/r * B @ A), so inference needs no peft.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmie.projection.encoder import TextTooLong, token_word_matrix
+from llmie.projection.words import Word
+
+EMBEDDED_ADAPTER = Path(__file__).resolve().parents[1] / "data" / "aligners" / "binary-e5-small"
+ALIGNER_FILE, HEAD_FILE, ENCODER_FILE = "aligner.json", "head.safetensors", "encoder.safetensors"
+LORA_CONFIG_FILE, LORA_WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+FORMAT = "llmie-binary-aligner"
+
+
+# --------------------------------------------------------------------------- model
+
+
+class BinaryAlignModel(torch.nn.Module):
+    """Encoder + linear head: one logit per token."""
+
+    def __init__(self, encoder: torch.nn.Module, hidden_size: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = torch.nn.Linear(hidden_size, 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(h).squeeze(-1)
+
+
+def load_base(model: str = "embedded", layers: int | None = None):
+    """(tokenizer, encoder) of a fresh (uncached: adapters are merged into it) encoder copy."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from llmie.models import resolve_encoder
+
+    path = resolve_encoder(model)
+    tok = AutoTokenizer.from_pretrained(path)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"encoder {model!r}: the binary aligner needs a fast tokenizer (character offsets)")
+    try:  # BERT-likes: the pooler is unused (and absent from e5 checkpoints)
+        enc = AutoModel.from_pretrained(path, dtype=torch.float32, add_pooling_layer=False)
+    except TypeError:
+        enc = AutoModel.from_pretrained(path, dtype=torch.float32)
+    if layers is not None and hasattr(enc, "encoder") and hasattr(enc.encoder, "layer"):
+        enc.encoder.layer = enc.encoder.layer[:layers]
+    return tok, enc
+
+
+def n_layers(encoder: torch.nn.Module) -> int | None:
+    layer = getattr(getattr(encoder, "encoder", None), "layer", None)
+    return len(layer) if layer is not None else None
+
+
+def default_marker(tok) -> int:
+    if tok.mask_token_id is None:
+        raise ValueError("the tokenizer has no mask token; pass marker_id explicitly")
+    return int(tok.mask_token_id)
+
+
+def _merge_lora(encoder: torch.nn.Module, folder: Path) -> None:
+    """W += scaling * B @ A for every LoRA pair of a peft adapter folder (plain LoRA on Linear layers)."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((folder / LORA_CONFIG_FILE).read_text())
+    if (cfg.get("use_dora") or cfg.get("fan_in_fan_out") or cfg.get("bias", "none") != "none"
+            or cfg.get("modules_to_save") or cfg.get("trainable_token_indices") or cfg.get("peft_type") != "LORA"):
+        raise ValueError(f"{folder}: unsupported adapter (only plain LoRA on Linear layers is merged)")
+    weights = load_file(str(folder / LORA_WEIGHTS_FILE))
+    modules = dict(encoder.named_modules())
+    n = 0
+    for key, a in weights.items():
+        if ".lora_A." not in key:
+            continue
+        name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        b = weights[key.replace(".lora_A.", ".lora_B.")]
+        short = name.rsplit(".", 1)[-1]
+        r = cfg.get("rank_pattern", {}).get(short, cfg["r"])
+        alpha = cfg.get("alpha_pattern", {}).get(short, cfg["lora_alpha"])
+        scaling = alpha / (r ** 0.5 if cfg.get("use_rslora") else r)
+        mod = modules.get(name)
+        if mod is None:
+            if name.startswith("encoder.layer.") and int(name.split(".")[2]) >= (n_layers(encoder) or 0):
+                continue  # a layer dropped by `layers`
+            raise ValueError(f"{folder}: LoRA weight for unknown module {name!r}")
+        with torch.no_grad():
+            mod.weight += scaling * (b.float() @ a.float())
+        n += 1
+    if n == 0:
+        raise ValueError(f"{folder}: no LoRA weights found in {LORA_WEIGHTS_FILE}")
+
+
+def resolve_adapter(adapter: str | Path | None, embedded: Path = EMBEDDED_ADAPTER) -> Path | None:
+    if adapter is None:
+        return None
+    if str(adapter) == "embedded":
+        folder = embedded
+        if not (folder / ALIGNER_FILE).is_file():
+            raise FileNotFoundError(f"the shipped binary aligner is missing ({folder}); reinstall llmie or "
+                                    "train one with `train_binary_aligner` (recipes/binary_aligner.yaml)")
+        return folder
+    folder = Path(adapter).expanduser()
+    if not (folder / ALIGNER_FILE).is_file():
+        raise FileNotFoundError(f"binary aligner {adapter!r}: no {ALIGNER_FILE} in that folder")
+    return folder
+
+
+def load_binary_model(model: str = "embedded", adapter: str | Path | None = "embedded",
+                      marker_id: int | None = None, layers: int | None = None, *, fmt: str = FORMAT,
+                      embedded: Path = EMBEDDED_ADAPTER):
+    """(tokenizer, BinaryAlignModel in eval mode, marker id, aligner.json dict or {}).
+
+    `fmt`/`embedded` let other token-head models (the PVP projector) share this folder format.
+    """
+    folder = resolve_adapter(adapter, embedded)
+    meta: dict = {}
+    if folder is not None:
+        meta = json.loads((folder / ALIGNER_FILE).read_text())
+        if meta.get("format") != fmt:
+            raise ValueError(f"{folder / ALIGNER_FILE}: not a {fmt} file")
+        if meta.get("base_model") != model:
+            warnings.warn(f"binary aligner {folder} was trained on {meta.get('base_model')!r}, loading it on "
+                          f"{model!r}", stacklevel=3)
+        layers = meta.get("layers", layers)
+    tok, enc = load_base(model, layers)
+    net = BinaryAlignModel(enc, enc.config.hidden_size)
+    if folder is not None:
+        from safetensors.torch import load_file
+
+        if meta.get("lora"):
+            _merge_lora(enc, folder)
+        elif (folder / ENCODER_FILE).is_file():
+            state = load_file(str(folder / ENCODER_FILE))
+            missing, unexpected = enc.load_state_dict(state, strict=False)
+            if unexpected:
+                raise ValueError(f"{folder / ENCODER_FILE}: unexpected weights {unexpected[:3]}")
+        net.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        if marker_id is not None and marker_id != meta.get("marker_id"):
+            warnings.warn(f"marker_id {marker_id} differs from the one the aligner was trained with "
+                          f"({meta.get('marker_id')})", stacklevel=3)
+        marker_id = marker_id if marker_id is not None else meta.get("marker_id")
+    if marker_id is None:
+        marker_id = default_marker(tok)
+    net.eval()
+    return tok, net, int(marker_id), meta
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+@dataclass
+class PairEncoding:
+    """One pair's tokenizer pair encoding, with content-token positions and token -> word maps."""
+
+    ids: list[int]                 # <s> src </s></s> tgt </s> (no markers)
+    src_pos: np.ndarray            # positions in `ids` of the source content tokens
+    tgt_pos: np.ndarray            # positions in `ids` of the target content tokens
+    src_tw: np.ndarray             # (len(src_pos) x r) token overlaps source word
+    tgt_tw: np.ndarray             # (len(tgt_pos) x u) token overlaps target word
+    # source word i -> (first, last) position of its tokens in `ids`; words sharing tokens share a key
+    spans: list[tuple[int, int] | None] = field(default_factory=list)
+
+    def with_marker(self, span: tuple[int, int], marker_id: int) -> list[int]:
+        a, b = span
+        return self.ids[:a] + [marker_id] + self.ids[a:b + 1] + [marker_id] + self.ids[b + 1:]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids) + 2
+
+
+def _content(offsets, text: str, seq: list[int | None], which: int) -> tuple[np.ndarray, np.ndarray]:
+    pos = [k for k, (s, e) in enumerate(offsets) if seq[k] == which and e > s and text[s:e].strip()]
+    return np.asarray(pos, dtype=np.int64), np.asarray([offsets[k] for k in pos], dtype=np.int64).reshape(-1, 2)
+
+
+def encode_pairs(tok, pairs: list[tuple[str, str]], src_words: list[list[Word]],
+                 tgt_words: list[list[Word]]) -> list[PairEncoding]:
+    enc = tok([p[0] for p in pairs], [p[1] for p in pairs], add_special_tokens=True,
+              return_offsets_mapping=True, truncation=False, verbose=False)
+    out = []
+    for k, ((s, t), sw, tw) in enumerate(zip(pairs, src_words, tgt_words)):
+        offs, seq = enc["offset_mapping"][k], enc.sequence_ids(k)
+        sp, so = _content(offs, s, seq, 0)
+        tp, to = _content(offs, t, seq, 1)
+        pe = PairEncoding(list(enc["input_ids"][k]), sp, tp, token_word_matrix(so, sw), token_word_matrix(to, tw))
+        for i in range(len(sw)):
+            toks = sp[pe.src_tw[:, i]]
+            pe.spans.append((int(toks.min()), int(toks.max())) if len(toks) else None)
+        out.append(pe)
+    return out
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, :len(s)] = 1
+    return ids, mask
+
+
+# --------------------------------------------------------------------------- aligner
+
+
+class BinaryAligner:
+    """Word aligner with the interface of AwesomeAligner (`word_alignments`), plus `word_probabilities`."""
+
+    name = "binary"
+
+    def __init__(self, model: str = "embedded", adapter: str | Path | None = "embedded", threshold: float = 0.5,
+                 batch_size: int = 32, max_length: int = 256, marker_id: int | None = None):
+        self.tokenizer, self.model, self.marker_id, self.meta = load_binary_model(model, adapter, marker_id)
+        self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length
+
+    @classmethod
+    def from_parts(cls, tokenizer, model: BinaryAlignModel, marker_id: int, threshold: float = 0.5,
+                   batch_size: int = 32, max_length: int = 256) -> "BinaryAligner":
+        """Wrap an in-memory model (used by training for its periodic evaluation)."""
+        self = cls.__new__(cls)
+        self.tokenizer, self.model, self.marker_id, self.meta = tokenizer, model, marker_id, {}
+        self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length
+        return self
+
+    def word_probabilities(self, pairs: list[tuple[str, str]], src_words: list[list[Word]],
+                           tgt_words: list[list[Word]]) -> list[np.ndarray | Exception]:
+        """(r x u) float P(i, j) per pair; a TextTooLong in the slot of a pair over `max_length` tokens."""
+        encs = encode_pairs(self.tokenizer, pairs, src_words, tgt_words)
+        out: list[np.ndarray | Exception] = []
+        jobs: list[tuple[int, tuple[int, int]]] = []   # (pair index, marked token span), one forward pass each
+        for k, (pe, sw, tw) in enumerate(zip(encs, src_words, tgt_words)):
+            if pe.n_tokens > self.max_length:
+                out.append(TextTooLong(f"pair {k}: {pe.n_tokens} tokens (pair encoding + 2 markers) > max_length "
+                                       f"{self.max_length}; not truncated"))
+                continue
+            out.append(np.zeros((len(sw), len(tw)), dtype=np.float32))
+            jobs.extend((k, sp) for sp in dict.fromkeys(s for s in pe.spans if s is not None))
+        jobs.sort(key=lambda j: len(encs[j[0]].ids))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        probs: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for b in range(0, len(jobs), self.batch_size):
+                    chunk = jobs[b:b + self.batch_size]
+                    ids, mask = pad_batch([encs[k].with_marker(sp, self.marker_id) for k, sp in chunk], pad)
+                    p = torch.sigmoid(self.model(ids, mask)).numpy()
+                    for r, (k, sp) in enumerate(chunk):
+                        probs[(k, sp)] = p[r, encs[k].tgt_pos + 2]   # both markers sit before the target
+        finally:
+            self.model.train(was_training)
+        for k, pe in enumerate(encs):
+            m = out[k]
+            if isinstance(m, Exception) or not m.size:
+                continue
+            tw = pe.tgt_tw
+            for i, sp in enumerate(pe.spans):
+                if sp is None:
+                    continue   # a source word without tokens aligns to nothing
+                tok_p = probs[(k, sp)]
+                m[i] = np.where(tw, tok_p[:, None], 0.0).max(axis=0) if len(tok_p) else 0.0
+        return out
+
+    def word_alignments(self, pairs: list[tuple[str, str]], src_words: list[list[Word]],
+                        tgt_words: list[list[Word]]) -> list[np.ndarray | Exception]:
+        """(r x u) boolean word alignment per pair: P(i, j) > threshold."""
+        return [p if isinstance(p, Exception) else p > self.threshold
+                for p in self.word_probabilities(pairs, src_words, tgt_words)]
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_aligner(folder: str | Path, model: BinaryAlignModel, *, base_model: str, marker_id: int, lora: bool,
+                 threshold: float = 0.5, training: dict | None = None, max_length: int | None = None,
+                 fmt: str = FORMAT) -> Path:
+    """Write an aligner folder. With `lora`, `model.encoder` must be a peft model (its adapter is saved)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (LORA_CONFIG_FILE, LORA_WEIGHTS_FILE, ENCODER_FILE, HEAD_FILE, "README.md"):
+        (folder / name).unlink(missing_ok=True)
+    enc = model.encoder
+    lora_cfg = None
+    if lora:
+        enc.save_pretrained(str(folder))
+        (folder / "README.md").unlink(missing_ok=True)  # peft's model-card stub
+        cfg_path = folder / LORA_CONFIG_FILE
+        cfg = json.loads(cfg_path.read_text())
+        cfg["base_model_name_or_path"] = base_model   # a spec, not this machine's cache path
+        cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+        lora_cfg = {k: cfg.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules")}
+        base = enc.get_base_model()
+    else:
+        base = enc
+        trainable = {k: v.detach().contiguous() for k, v in base.named_parameters() if v.requires_grad}
+        save_file(trainable, str(folder / ENCODER_FILE))
+    save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(folder / HEAD_FILE))
+    meta = {"format": fmt, "version": 1, "base_model": base_model, "marker_id": int(marker_id),
+            "layers": n_layers(base), "lora": bool(lora), "lora_config": lora_cfg, "threshold": threshold,
+            "max_length": max_length, "training": training or {}}
+    (folder / ALIGNER_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    for p in folder.iterdir():
+        p.chmod(0o644)   # safetensors writes 0600; the folder may ship as package data
+    return folder

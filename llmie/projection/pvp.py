@@ -1,0 +1,93 @@
+"""PVP span-alignment projector (PVP paper §3.4-3.5): one forward pass per source span.
+
+Input: the tokenizer's pair encoding `<s> src </s></s> tgt </s>` with the tokens of source span i
+wrapped in a SPAN_SEP marker (the tokenizer's mask id, inserted as an id, as in the binary aligner);
+a sigmoid per target token; word probability = max over its subword tokens; b(i, j) = P > γ (0.5);
+Algorithm 3 turns the span x word matrix into target spans. The projector abstains (the sample
+fails) when no valid span exists, which is what gives PVP its near-zero adversarial projection rate.
+
+Model folder: the binary aligner's format (`aligner.json` with format `llmie-pvp-projector`, a LoRA
+adapter merged at load time, `head.safetensors`). `adapter="embedded"` is the projector shipped in
+the package (`llmie/data/projectors/pvp-e5-small`, trained by `recipes/pvp_encoder.yaml`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmie.projection.algorithms import Projection, project_rows
+from llmie.projection.binary import encode_pairs, load_binary_model, pad_batch
+from llmie.projection.encoder import TextTooLong
+
+FORMAT = "llmie-pvp-projector"
+EMBEDDED = Path(__file__).resolve().parents[1] / "data" / "projectors" / "pvp-e5-small"
+
+
+def span_token_range(pe, word_idx: list[int]) -> tuple[int, int] | None:
+    """(first, last) position in the pair encoding of the tokens of a run of source words."""
+    rs = [pe.spans[w] for w in word_idx if pe.spans[w] is not None]
+    if not rs:
+        return None
+    return min(r[0] for r in rs), max(r[1] for r in rs)
+
+
+class PVPProjector:
+    name = "pvp"
+
+    def __init__(self, model: str = "embedded", adapter: str | Path | None = "embedded", threshold: float = 0.5,
+                 batch_size: int = 32, max_length: int = 256, net=None, tokenizer=None, marker_id: int | None = None):
+        if net is None:
+            self.tokenizer, self.model, self.marker_id, self.meta = load_binary_model(
+                model, adapter, marker_id, fmt=FORMAT, embedded=EMBEDDED)
+        else:  # an in-memory model (training's periodic evaluation)
+            self.tokenizer, self.model, self.marker_id, self.meta = tokenizer, net, int(marker_id), {}
+        self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length
+
+    def span_probabilities(self, todo) -> list[np.ndarray | Exception]:
+        """(m x u) word probabilities per prepared pair (see `project.prepare`)."""
+        encs = encode_pairs(self.tokenizer, [(p.pair.src.text, p.pair.tgt_text) for p in todo],
+                            [p.src_words for p in todo], [p.tgt_words for p in todo])
+        out: list[np.ndarray | Exception] = []
+        jobs: list[tuple[int, int, tuple[int, int]]] = []
+        for k, (pe, p) in enumerate(zip(encs, todo)):
+            if pe.n_tokens > self.max_length:
+                out.append(TextTooLong(f"{pe.n_tokens} tokens (pair + 2 markers) > max_length {self.max_length}; "
+                                       "not truncated"))
+                continue
+            out.append(np.zeros((len(p.src_span_words), len(p.tgt_words)), dtype=np.float32))
+            for i, ws in enumerate(p.src_span_words):
+                rng = span_token_range(pe, ws)
+                if rng is not None:
+                    jobs.append((k, i, rng))
+        jobs.sort(key=lambda j: len(encs[j[0]].ids))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for b in range(0, len(jobs), self.batch_size):
+                    chunk = jobs[b:b + self.batch_size]
+                    ids, mask = pad_batch([encs[k].with_marker(r, self.marker_id) for k, _, r in chunk], pad)
+                    probs = torch.sigmoid(self.model(ids, mask).float()).numpy()
+                    for row, (k, i, _) in enumerate(chunk):
+                        pe = encs[k]
+                        tok_p = probs[row, pe.tgt_pos + 2]  # both markers sit before the target
+                        if len(tok_p):
+                            out[k][i] = np.where(pe.tgt_tw, tok_p[:, None], 0.0).max(axis=0)  # type: ignore[index]
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def project_batch(self, todo, bridge: bool = True) -> list[Projection | Exception]:
+        from llmie.projection.project import _edge_punct
+
+        out: list[Projection | Exception] = []
+        for p, b in zip(todo, self.span_probabilities(todo)):
+            if isinstance(b, Exception):
+                out.append(b)
+                continue
+            edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
+            out.append(project_rows(b > self.threshold, p.tgt_words, edges, bridge=bridge))
+        return out

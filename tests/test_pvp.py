@@ -1,0 +1,90 @@
+"""PVP: worst-group loss, pair augmentation labels, gold-alignment phrases, a real short training run, inference."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from llmie.projection.train_pvp import DEFAULTS, Point, make_examples, worst_group_loss
+
+
+def test_wgl_averages_the_top_half_and_only_they_get_gradients():
+    losses = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 0.2], requires_grad=True)
+    wgl = worst_group_loss(losses, 0.5)
+    assert wgl.item() == pytest.approx((0.9 + 0.7 + 0.5) / 3)
+    wgl.backward()
+    assert losses.grad.tolist() == pytest.approx([0, 1 / 3, 1 / 3, 0, 1 / 3, 0])
+    assert worst_group_loss(torch.tensor([0.4]), 0.5).item() == pytest.approx(0.4)  # at least one point
+    assert worst_group_loss(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), 0.5).item() == pytest.approx(4.5)  # floor(2.5)=2
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from llmie.projection.binary import load_base
+
+    return load_base("embedded")[0]
+
+
+def _pt(src, s_sub, tgt, t_sub, lang="deu"):
+    a = src.index(s_sub)
+    b = tgt.index(t_sub)
+    return Point(src, (a, a + len(s_sub)), tgt, (b, b + len(t_sub)), lang)
+
+
+def _labelled_text(tok, ex, text_ids_all):
+    ids, pos, lab = ex
+    return tok.decode([ids[p] for p, y in zip(pos, lab) if y]).strip()
+
+
+def test_augmentation_labels(tok):
+    marker = tok.mask_token_id
+    p = _pt("Angela Merkel visited Paris .", "Paris", "Angela Merkel besuchte Paris gestern .", "Paris")
+    q = _pt("The cat sleeps .", "cat", "Die Katze schläft .", "Katze")
+    cfg = {**DEFAULTS, "p_swap": 0.0, "p_neg": 0.0}
+    ex = make_examples(tok, [p], [p, q], marker, cfg, random.Random(0))[0]
+    assert ex[0].count(marker) == 2                      # span wrapped in two markers
+    assert _labelled_text(tok, ex, None) == "Paris"      # labels: the gold target span's tokens only
+    swapped = make_examples(tok, [p], [p, q], marker, {**cfg, "p_swap": 1.0}, random.Random(0))[0]
+    assert tok.decode(swapped[0][: swapped[0].index(tok.sep_token_id)]).count("besuchte") == 1  # roles swapped
+    assert _labelled_text(tok, swapped, None) == "Paris"
+    neg = make_examples(tok, [p], [p, q], marker, {**cfg, "p_neg": 1.0}, random.Random(0))[0]
+    assert neg[2].sum() == 0 and "Katze" in tok.decode(neg[0])  # another pair's target, all-zero labels
+
+
+def test_phrases_from_gold_alignment_are_consistent(data_dir):
+    from llmie.io import read_alignment
+    from llmie.projection.synth import phrases_from_alignment
+
+    wa = data_dir / "word_alignment"
+    sents = list(read_alignment(wa / "zhen.src-tgt", wa / "zhen.gold"))[:40]
+    pairs = phrases_from_alignment(sents)
+    assert pairs
+    for p in pairs:
+        for s, t in zip(p.src.spans, p.gold_tgt_spans):
+            assert p.src.text[s.start:s.end] == s.text and p.tgt_text[t.start:t.end] == t.text
+    assert " " not in pairs[0].src.text[:10]  # Chinese side joined without spaces
+
+
+def test_short_real_training_lowers_the_loss_and_projects(tmp_path, data_dir):
+    from llmie.io import read_alignment, write_exp
+    from llmie.projection.pvp import PVPProjector
+    from llmie.projection.project import project
+    from llmie.projection.synth import phrases_from_alignment
+    from llmie.projection.train_pvp import train_projector
+
+    wa = data_dir / "word_alignment"
+    pairs = phrases_from_alignment(list(read_alignment(wa / "enfr.src-tgt", wa / "enfr.gold"))[:60])
+    write_exp(pairs, tmp_path / "train.jsonl")
+    torch.manual_seed(0)
+    out = train_projector({"train": [str(tmp_path / "train.jsonl")], "dev": [], "max_steps": 20, "batch_size": 8,
+                           "lr": 1e-3, "eval_every": 0, "out": str(tmp_path / "proj")})
+    import json
+
+    summary = json.loads((out / "aligner.json").read_text())["training"]
+    assert summary["probe_loss_end"] < summary["probe_loss_start"], summary
+    proj = PVPProjector(adapter=str(out))
+    docs = list(project(pairs[:4], "pvp", adapter=str(out)))
+    assert len(docs) == 4 and all(d.meta["status"] in ("ok", "failed") for d in docs)
+    assert proj.meta["format"] == "llmie-pvp-projector"
