@@ -143,7 +143,7 @@ def resolve_adapter(adapter: str | Path | None, embedded: Path = EMBEDDED_ADAPTE
 
 def load_binary_model(model: str = "embedded", adapter: str | Path | None = "embedded",
                       marker_id: int | None = None, layers: int | None = None, *, fmt: str = FORMAT,
-                      embedded: Path = EMBEDDED_ADAPTER):
+                      embedded: Path = EMBEDDED_ADAPTER, factory=None):
     """(tokenizer, BinaryAlignModel in eval mode, marker id, aligner.json dict or {}).
 
     `fmt`/`embedded` let other token-head models (the PVP projector) share this folder format.
@@ -159,7 +159,9 @@ def load_binary_model(model: str = "embedded", adapter: str | Path | None = "emb
                           f"{model!r}", stacklevel=3)
         layers = meta.get("layers", layers)
     tok, enc = load_base(model, layers)
-    net = BinaryAlignModel(enc, enc.config.hidden_size)
+    if marker_id is None:
+        marker_id = meta.get("marker_id") if meta.get("marker_id") is not None else default_marker(tok)
+    net = factory(enc, int(marker_id)) if factory else BinaryAlignModel(enc, enc.config.hidden_size)
     if folder is not None:
         from safetensors.torch import load_file
 

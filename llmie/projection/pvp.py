@@ -6,6 +6,12 @@ a sigmoid per target token; word probability = max over its subword tokens; b(i,
 Algorithm 3 turns the span x word matrix into target spans. The projector abstains (the sample
 fails) when no valid span exists, which is what gives PVP its near-zero adversarial projection rate.
 
+Head (a documented choice; the paper does not fix it): the score of target token t is
+`scale * cos(h_t, mean of the marked span's states) + bias + w·h_t`, i.e. a per-token sigmoid that starts
+out as a similarity aligner (the encoder's states already align across languages) and is fine-tuned
+with LoRA; a plain linear head learns the same task from scratch far too slowly for a CPU budget.
+The encoder keeps its first `layers` layers (8 for e5-small: middle layers align best).
+
 Model folder: the binary aligner's format (`aligner.json` with format `llmie-pvp-projector`, a LoRA
 adapter merged at load time, `head.safetensors`). `adapter="embedded"` is the projector shipped in
 the package (`llmie/data/projectors/pvp-e5-small`, trained by `recipes/pvp_encoder.yaml`).
@@ -25,6 +31,38 @@ FORMAT = "llmie-pvp-projector"
 EMBEDDED = Path(__file__).resolve().parents[1] / "data" / "projectors" / "pvp-e5-small"
 
 
+class SpanSimHead(torch.nn.Module):
+    def __init__(self, hidden: int, marker_id: int, scale: float = 10.0, bias: float = -6.0):
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
+        self.bias = torch.nn.Parameter(torch.tensor(float(bias)))
+        self.register_buffer("marker", torch.tensor(int(marker_id)), persistent=False)
+
+    def forward(self, h: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        m = input_ids == self.marker
+        inside = (m.cumsum(1) == 1) & ~m                  # tokens between the two markers
+        w = inside.unsqueeze(-1).to(h.dtype)
+        span = (h * w).sum(1) / w.sum(1).clamp(min=1)
+        cos = torch.nn.functional.cosine_similarity(h, span.unsqueeze(1), dim=-1)
+        return self.scale * cos + self.bias + self.linear(h).squeeze(-1)
+
+
+class PVPModel(torch.nn.Module):
+    """Encoder + span-similarity head: one logit per token."""
+
+    def __init__(self, encoder: torch.nn.Module, marker_id: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = SpanSimHead(encoder.config.hidden_size, marker_id)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(h, input_ids)
+
+
 def span_token_range(pe, word_idx: list[int]) -> tuple[int, int] | None:
     """(first, last) position in the pair encoding of the tokens of a run of source words."""
     rs = [pe.spans[w] for w in word_idx if pe.spans[w] is not None]
@@ -40,7 +78,7 @@ class PVPProjector:
                  batch_size: int = 32, max_length: int = 256, net=None, tokenizer=None, marker_id: int | None = None):
         if net is None:
             self.tokenizer, self.model, self.marker_id, self.meta = load_binary_model(
-                model, adapter, marker_id, fmt=FORMAT, embedded=EMBEDDED)
+                model, adapter, marker_id, fmt=FORMAT, embedded=EMBEDDED, factory=PVPModel)
         else:  # an in-memory model (training's periodic evaluation)
             self.tokenizer, self.model, self.marker_id, self.meta = tokenizer, net, int(marker_id), {}
         self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length

@@ -24,19 +24,19 @@ import numpy as np
 import torch
 
 from llmie.io import read_exp
-from llmie.projection.binary import BinaryAlignModel, default_marker, encode_pairs, load_base, pad_batch, save_aligner
-from llmie.projection.pvp import FORMAT, PVPProjector, span_token_range
+from llmie.projection.binary import default_marker, encode_pairs, load_base, pad_batch, save_aligner
+from llmie.projection.pvp import FORMAT, PVPModel, PVPProjector, span_token_range
 from llmie.projection.words import segment, words_in_span
 from llmie.schema import ProjectionPair
 
 log = logging.getLogger("llmie.train_pvp")
 
 DEFAULTS: dict = {
-    "model": "embedded", "marker_id": None,
+    "model": "embedded", "marker_id": None, "layers": 8, "head_lr": 0.01,
     "lora": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_targets": ["query", "value"],
     "lr": 5e-4, "weight_decay": 0.0, "batch_size": 16, "max_steps": 400, "max_length": 256,
     "wgl_k": 0.5, "p_swap": 0.5, "p_neg": 0.2, "eval_every": 100, "log_every": 20, "seed": 13,
-    "train": [], "dev": [], "dev_limit": 200, "head_bias_init": -2.0, "threshold": 0.5,
+    "train": [], "dev": [], "dev_limit": 200, "threshold": 0.5,
     "bf16": "auto", "out": "runs/pvp-projector",
 }
 
@@ -123,7 +123,7 @@ def make_examples(tok, points: list[Point], all_points: list[Point], marker_id: 
     return out
 
 
-def point_losses(net: BinaryAlignModel, examples, pad_id: int) -> torch.Tensor:
+def point_losses(net: PVPModel, examples, pad_id: int) -> torch.Tensor:
     ids, mask = pad_batch([e[0] for e in examples], pad_id)
     labels = torch.zeros(ids.shape)
     scored = torch.zeros(ids.shape, dtype=torch.bool)
@@ -160,7 +160,7 @@ def train_projector(cfg: dict) -> Path:
     t_start = time.perf_counter()
     rng = random.Random(int(cfg["seed"]))
     torch.manual_seed(int(cfg["seed"]))
-    tok, enc = load_base(cfg["model"])
+    tok, enc = load_base(cfg["model"], cfg["layers"])
     marker_id = int(cfg["marker_id"]) if cfg["marker_id"] is not None else default_marker(tok)
     if cfg["lora"]:
         from peft import LoraConfig, get_peft_model
@@ -170,11 +170,10 @@ def train_projector(cfg: dict) -> Path:
                                              target_modules=list(cfg["lora_targets"]), bias="none"))
     else:
         enc.get_input_embeddings().weight.requires_grad_(False)
-    net = BinaryAlignModel(enc, enc.config.hidden_size)
-    with torch.no_grad():
-        net.head.weight.normal_(0.0, 0.02)
-        net.head.bias.fill_(float(cfg["head_bias_init"]))
+    net = PVPModel(enc, marker_id)
     params = [p for p in net.parameters() if p.requires_grad]
+    head = list(net.head.parameters())
+    body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("head.")]
     train_files = [cfg["train"]] if isinstance(cfg["train"], str) else list(cfg["train"])
     dev_files = [cfg["dev"]] if isinstance(cfg["dev"], str) else list(cfg["dev"])
     points, _ = load_points(train_files)
@@ -183,7 +182,8 @@ def train_projector(cfg: dict) -> Path:
     if not points:
         raise ValueError(f"no training points in {train_files}")
     steps = int(cfg["max_steps"])
-    opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    opt = torch.optim.AdamW([{"params": body}, {"params": head, "lr": float(cfg["head_lr"])}],
+                            lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))  # linear, no warmup
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     log.info("pvp: %d points from %s, %d dev pairs, %d trainable params", len(points), train_files,
