@@ -78,8 +78,10 @@ def test_short_real_training_lowers_the_loss_and_projects(tmp_path, data_dir):
     pairs = phrases_from_alignment(list(read_alignment(wa / "enfr.src-tgt", wa / "enfr.gold"))[:60])
     write_exp(pairs, tmp_path / "train.jsonl")
     torch.manual_seed(0)
-    out = train_projector({"train": [str(tmp_path / "train.jsonl")], "dev": [], "max_steps": 20, "batch_size": 8,
-                           "lr": 1e-3, "eval_every": 0, "out": str(tmp_path / "proj")})
+    out = train_projector({"train": [str(tmp_path / "train.jsonl")], "dev": [], "max_steps": 40, "batch_size": 8,
+                           "lr": 5e-4, "head_lr": 3e-3, "p_swap": 0.0, "p_neg": 0.0, "wgl_k": 1.0,
+                           "lora_dropout": 0.0, "eval_every": 0,
+                           "out": str(tmp_path / "proj")})
     import json
 
     summary = json.loads((out / "aligner.json").read_text())["training"]
