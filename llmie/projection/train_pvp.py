@@ -42,24 +42,10 @@ DEFAULTS: dict = {
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """DEFAULTS <- YAML <- `key=value` overrides (values parsed with yaml.safe_load)."""
-    import yaml
+    """DEFAULTS <- the YAML file <- `key=value` overrides."""
+    from llmie.recipe import load_recipe as _load
 
-    cfg = dict(DEFAULTS)
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a recipe must be a YAML mapping")
-        cfg.update(data)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r}: expected key=value")
-        cfg[key.strip()] = yaml.safe_load(value)
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown recipe keys: {', '.join(unknown)}")
-    return cfg
+    return _load(path, overrides, DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -258,11 +244,9 @@ def train_projector(cfg: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    path = argv.pop(0) if argv and "=" not in argv[0] else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    print(train_projector(load_recipe(path, argv)))
-    return 0
+    from llmie.recipe import recipe_main
+
+    return recipe_main(sys.argv[1:] if argv is None else argv, DEFAULTS, train_projector)
 
 
 if __name__ == "__main__":
