@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmie.io.jsonl import iter_json_lines, write_jsonl
+from llmie.io.jsonl import iter_json_lines, json_lines, write_jsonl
 from llmie.schema import Document, LlmieDataError, ProjectionPair, Span, validation_message
 
 _REQUIRED = ("id", "src_text", "tgt_text", "src_spans")
@@ -57,28 +57,18 @@ def read_exp_records(path: str | Path) -> Iterator[ProjectionPair | LlmieDataErr
 
     Used by commands that must give every input line an output status instead of stopping.
     """
-    import json
-
-    with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield LlmieDataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(path), line=n,
-                                     record=f"line-{n}")
-                continue
-            if not isinstance(obj, dict):
-                yield LlmieDataError("expected a JSON object", file=str(path), line=n, record=f"line-{n}")
-                continue
-            try:
-                yield parse_pair(obj, file=str(path), line=n)
-            except LlmieDataError as e:
-                if e.record is None:
-                    e.record = f"line-{n}"
-                e.tgt_text = obj.get("tgt_text") if isinstance(obj.get("tgt_text"), str) else ""  # type: ignore[attr-defined]
-                yield e
+    for n, obj in json_lines(path):
+        if isinstance(obj, LlmieDataError):
+            obj.record = f"line-{n}"
+            yield obj
+            continue
+        try:
+            yield parse_pair(obj, file=str(path), line=n)
+        except LlmieDataError as e:
+            if e.record is None:
+                e.record = f"line-{n}"
+            e.tgt_text = obj.get("tgt_text") if isinstance(obj.get("tgt_text"), str) else ""  # type: ignore[attr-defined]
+            yield e
 
 
 def pair_to_dict(pair: ProjectionPair, tgt_spans: list[Span] | None = None) -> dict[str, Any]:

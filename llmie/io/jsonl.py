@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from llmie.schema import Document, LlmieDataError, validation_message
 
 
-def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-empty line; a bad line raises an error naming file and line."""
+def json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | LlmieDataError]]:
+    """(line number, object or the error naming file and line) for each non-empty line; reading goes on."""
     p = Path(path)
     with open(p, encoding="utf-8-sig", newline=None) as f:  # -sig: a BOM at the start is accepted
         for n, line in enumerate(f, 1):
@@ -22,10 +22,20 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise LlmieDataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(p), line=n) from None
+                yield n, LlmieDataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(p), line=n)
+                continue
             if not isinstance(obj, dict):
-                raise LlmieDataError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), line=n)
+                yield n, LlmieDataError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), line=n)
+                continue
             yield n, obj
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line; a bad line raises an error naming file and line."""
+    for n, obj in json_lines(path):
+        if isinstance(obj, LlmieDataError):
+            raise obj
+        yield n, obj
 
 
 def parse_document(obj: dict[str, Any], *, file: str | None = None, line: int | None = None) -> Document:

@@ -214,6 +214,8 @@ def _content(offsets, text: str, seq: list[int | None], which: int) -> tuple[np.
 
 def encode_pairs(tok, pairs: list[tuple[str, str]], src_words: list[list[Word]],
                  tgt_words: list[list[Word]]) -> list[PairEncoding]:
+    if not pairs:
+        return []
     enc = tok([p[0] for p in pairs], [p[1] for p in pairs], add_special_tokens=True,
               return_offsets_mapping=True, truncation=False, verbose=False)
     out = []
@@ -237,6 +239,31 @@ def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
         ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
         mask[r, :len(s)] = 1
     return ids, mask
+
+
+def marked_target_probs(model, tokenizer, encs: list[PairEncoding], jobs: list[tuple], marker_id: int,
+                        batch_size: int) -> list[np.ndarray]:
+    """Sigmoid per target token for each job `(pair index, marked token range, ...)`, in job order.
+
+    One forward pass per job, in length-sorted padded batches; shared by the word aligner (a marked word)
+    and the PVP projector (a marked span).
+    """
+    order = sorted(range(len(jobs)), key=lambda j: len(encs[jobs[j][0]].ids))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(jobs)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for b in range(0, len(order), batch_size):
+                chunk = order[b:b + batch_size]
+                ids, mask = pad_batch([encs[jobs[j][0]].with_marker(jobs[j][-1], marker_id) for j in chunk], pad)
+                p = torch.sigmoid(model(ids, mask).float()).numpy()
+                for r, j in enumerate(chunk):
+                    out[j] = p[r, encs[jobs[j][0]].tgt_pos + 2]  # both markers sit before the target
+    finally:
+        model.train(was_training)
+    return out
 
 
 # --------------------------------------------------------------------------- aligner
@@ -274,21 +301,8 @@ class BinaryAligner:
                 continue
             out.append(np.zeros((len(sw), len(tw)), dtype=np.float32))
             jobs.extend((k, sp) for sp in dict.fromkeys(s for s in pe.spans if s is not None))
-        jobs.sort(key=lambda j: len(encs[j[0]].ids))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        probs: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                for b in range(0, len(jobs), self.batch_size):
-                    chunk = jobs[b:b + self.batch_size]
-                    ids, mask = pad_batch([encs[k].with_marker(sp, self.marker_id) for k, sp in chunk], pad)
-                    p = torch.sigmoid(self.model(ids, mask)).numpy()
-                    for r, (k, sp) in enumerate(chunk):
-                        probs[(k, sp)] = p[r, encs[k].tgt_pos + 2]   # both markers sit before the target
-        finally:
-            self.model.train(was_training)
+        probs = dict(zip(jobs, marked_target_probs(self.model, self.tokenizer, encs, jobs, self.marker_id,
+                                                   self.batch_size)))
         for k, pe in enumerate(encs):
             m = out[k]
             if isinstance(m, Exception) or not m.size:

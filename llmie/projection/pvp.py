@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from llmie.projection.algorithms import Projection, project_rows
-from llmie.projection.binary import encode_pairs, load_binary_model, pad_batch
+from llmie.projection.binary import encode_pairs, load_binary_model, marked_target_probs
 from llmie.projection.encoder import TextTooLong
 
 FORMAT = "llmie-pvp-projector"
@@ -99,23 +99,10 @@ class PVPProjector:
                 rng = span_token_range(pe, ws)
                 if rng is not None:
                     jobs.append((k, i, rng))
-        jobs.sort(key=lambda j: len(encs[j[0]].ids))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                for b in range(0, len(jobs), self.batch_size):
-                    chunk = jobs[b:b + self.batch_size]
-                    ids, mask = pad_batch([encs[k].with_marker(r, self.marker_id) for k, _, r in chunk], pad)
-                    probs = torch.sigmoid(self.model(ids, mask).float()).numpy()
-                    for row, (k, i, _) in enumerate(chunk):
-                        pe = encs[k]
-                        tok_p = probs[row, pe.tgt_pos + 2]  # both markers sit before the target
-                        if len(tok_p):
-                            out[k][i] = np.where(pe.tgt_tw, tok_p[:, None], 0.0).max(axis=0)  # type: ignore[index]
-        finally:
-            self.model.train(was_training)
+        for (k, i, _), tok_p in zip(jobs, marked_target_probs(self.model, self.tokenizer, encs, jobs,
+                                                               self.marker_id, self.batch_size)):
+            if len(tok_p):
+                out[k][i] = np.where(encs[k].tgt_tw, tok_p[:, None], 0.0).max(axis=0)  # type: ignore[index]
         return out
 
     def project_batch(self, todo, bridge: bool = True) -> list[Projection | Exception]:
