@@ -29,7 +29,10 @@ def load_schema(name: str) -> Schema:
 
 def bench_files(bench: str, data: Path, langs: list[str] | None, split: str) -> list[tuple[str, Path]]:
     if bench == "masakhaner":
-        return [(lang, data / "ner/masakhaner2" / lang / f"{split}.txt") for lang in (langs or MASAKHANER)]
+        root = data / "ner/masakhaner2"
+        if not root.is_dir() and langs and (data / langs[0] / f"{split}.txt").exists():
+            root = data  # --data names a MasakhaNER-format folder itself (<lang>/<split>.txt)
+        return [(lang, root / lang / f"{split}.txt") for lang in (langs or MASAKHANER)]
     if bench == "uner":
         return [("eng", data / "ner/uner_en_ewt" / f"en_ewt-ud-{split}.iob2")]
     raise ValueError(f"unknown bench {bench!r}")
@@ -42,12 +45,19 @@ def _read(bench: str, path: Path, lang: str) -> list[Document]:
 def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Document]], data: Path,
                   out: Path | None, langs: list[str] | None = None, split: str = "test", limit: int | None = None,
                   chunk: int = 32, method: str = "massie", model: str = "embedded",
-                  progress: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    res: dict[str, Any] = {"bench": bench, "method": method, "model": model, "split": split, "langs": {}}
+                  progress: Callable[[str, int], None] | None = None, labels: list[str] | None = None,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`labels`: score only these labels (gold spans of other labels are dropped, e.g. DATE for the
+    TransFusion setting). Per language: LF1, exact F1, GoLLIE F1 (case-insensitive exact span per class,
+    micro), seqeval F1 and every count the predictions carry in `meta.counts`."""
+    res: dict[str, Any] = {"bench": bench, "method": method, "model": model, "split": split, "data": str(data),
+                           **(extra or {}), "langs": {}}
     for lang, path in bench_files(bench, data, langs, split):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file")
         gold = _read(bench, path, lang)[: limit or None]
+        if labels is not None:
+            gold = [g.model_copy(update={"spans": [sp for sp in g.spans if sp.label in labels]}) for g in gold]
         pred_path = out / "predictions" / f"{lang}.jsonl" if out else None
         done: dict[str, Document] = {}
         if pred_path and pred_path.exists():
@@ -67,39 +77,50 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
             if progress:
                 progress(lang, len(preds))
         seconds = time.perf_counter() - t0
-        samples, counts = [], {"invalid": 0, "truncated": 0, "unaligned": 0, "dropped_labels": 0, "errors": 0,
-                                "requests": 0}
+        samples, lower, counts = [], [], {"invalid": 0, "truncated": 0, "unaligned": 0, "dropped_labels": 0,
+                                          "errors": 0, "requests": 0}
         gtags, ptags = [], []
         for g in gold:
             p = done[g.id]
             invalid = p.meta.get("parse_status") == "invalid"
             samples.append(score_items(items_from_document(g), None if invalid else items_from_document(p)))
-            for k in counts:
-                counts[k] += p.meta.get("counts", {}).get(k, 0)
+            lower.append(score_items(_lowered(g, labels), None if invalid else _lowered(p, labels)))
+            for k, v in p.meta.get("counts", {}).items():
+                counts[k] = counts.get(k, 0) + v
             offs = [tuple(o) for o in g.meta["token_offsets"]]
             gtags.append(spans_to_bio(offs, g.spans))
             ptags.append(spans_to_bio(offs, [s for s in p.spans if s.start is not None]))
         cs = corpus_score(samples).as_percent()
+        cs["gollie_f1"] = round(corpus_score(lower).as_percent()["f1"], 4)
         res["langs"][lang] = {**cs, "seqeval_f1": round(100 * seqeval_scores(gtags, ptags)["seqeval_f1"], 2),
                               **counts, "seconds": round(seconds, 2),
                               "docs_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None}
     langs_res = res["langs"].values()
     total = sum(v["n"] for v in langs_res)
     res["avg"] = {k: round(sum(v[k] * v["n"] for v in langs_res) / total, 2) if total else 0.0
-                  for k in ("lf1", "f1", "seqeval_f1")}  # instance-weighted (MASSIE App. I)
+                  for k in ("lf1", "f1", "gollie_f1", "seqeval_f1")}  # instance-weighted (MASSIE App. I)
     if out:
         write_json_atomic(res, out / "results.json")
         (out / "results.md").write_text(markdown(res), encoding="utf-8")
     return res
 
 
+def _lowered(doc: Document, labels: list[str] | None) -> list:
+    """GoLLIE scorer items: (label, span.lower().strip()), multiset-matched per sentence."""
+    return [(s.label, (s.text.lower().strip(),)) for s in doc.spans if labels is None or s.label in labels]
+
+
 def markdown(res: dict[str, Any]) -> str:
+    extra = [k for k in ("rejected", "hallucinated") if any(k in v for v in res["langs"].values())]
     lines = [f"# {res['bench']} ({res['split']}): method `{res['method']}`, model `{res['model']}`", "",
-             "| lang | n | LF1 | exact F1 | seqeval F1 | invalid answers | truncated (repaired) | unaligned spans | errors |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| lang | n | LF1 | exact F1 | GoLLIE F1 | seqeval F1 | invalid answers | truncated (repaired) | "
+             "unaligned spans | errors |" + "".join(f" {k} |" for k in extra),
+             "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(extra)]
     for lang, v in res["langs"].items():
-        lines.append(f"| {lang} | {v['n']} | {v['lf1']:.2f} | {v['f1']:.2f} | {v['seqeval_f1']:.2f} | "
-                     f"{v['invalid']}/{v['requests']} | {v['truncated']} | {v['unaligned']} | {v['errors']} |")
+        lines.append(f"| {lang} | {v['n']} | {v['lf1']:.2f} | {v['f1']:.2f} | {v.get('gollie_f1', 0):.2f} | "
+                     f"{v['seqeval_f1']:.2f} | {v['invalid']}/{v['requests']} | {v['truncated']} | {v['unaligned']} | "
+                     f"{v['errors']} |" + "".join(f" {v.get(k, 0)} |" for k in extra))
     a = res["avg"]
-    lines.append(f"| **avg (weighted)** | | **{a['lf1']:.2f}** | **{a['f1']:.2f}** | {a['seqeval_f1']:.2f} | | | | |")
+    lines.append(f"| **avg (weighted)** | | **{a['lf1']:.2f}** | **{a['f1']:.2f}** | **{a.get('gollie_f1', 0):.2f}** | "
+                 f"{a['seqeval_f1']:.2f} | | | | |" + " |" * len(extra))
     return "\n".join(lines) + "\n"
