@@ -1,0 +1,335 @@
+"""Training and evaluation of encoder TOPRO and the vanilla baseline (English training, any-language test).
+
+Budget: both methods see the same training sentences; TOPRO turns each into m (sentence, word) examples,
+shuffled independently (as in the authors' code), vanilla uses one example per sentence. ``epochs`` and
+``max_steps`` bound the run; the step counts and seconds are logged so the cost is visible.
+Word embeddings are frozen by default (``freeze_embeddings``): with a 250k-piece vocabulary they are most
+of the parameters, AdamW over them is slow on CPU, and training on English only would move English
+pieces away from the other languages' pieces (bad for zero-shot transfer).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmie.topro.decompose import Cost, decompose, load_template, recompose
+
+log = logging.getLogger(__name__)
+
+TASK_TEMPLATE = {"ner": "topro.ner.v1", "pos": "topro.pos.v1"}
+
+
+@dataclass
+class ToproTrainConfig:
+    task: str = "pos"                    # ner | pos
+    method: str = "topro"                # topro | vanilla
+    model: str = "embedded"              # embedded, a folder, or a hub id (AutoModelForMaskedLM works as is)
+    train: str | None = None             # training file (default: UD-EWT train for pos, UNER-EWT dev for ner)
+    n_train: int | None = 300            # first N training sentences (None: all)
+    epochs: float = 1.0
+    max_steps: int | None = None         # stops earlier when reached
+    batch_size: int = 16
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 128
+    seed: int = 42
+    mark: bool = False                   # bracket the target word in the sentence (repeated-word fix)
+    freeze_embeddings: bool = True
+    template: str | None = None          # default: topro.<task>.v1
+    out: str | None = None               # save the model here (None: keep in memory only)
+    log_every: int = 10
+    threads: int = 1
+
+    def template_name(self) -> str:
+        return self.template or TASK_TEMPLATE[self.task]
+
+
+@dataclass
+class Trained:
+    """A trained model kept in memory (plus where it was saved, if it was)."""
+
+    method: str
+    model: Any
+    tokenizer: Any
+    template: Any
+    labels: list[str]
+    verbalizer: Any = None
+    mark: bool = False
+    max_length: int = 128
+    losses: list[float] = field(default_factory=list)
+    log: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+# --------------------------------------------------------------------------- data
+
+
+def default_file(task: str, split: str, data: Path) -> Path:
+    if task == "pos":
+        name = "train.reconstructed" if split == "train" else split
+        return data / "pos/ud_en_ewt" / f"en_ewt-ud-{name}.conllu"
+    if task == "ner":  # UNER English-EWT ships dev/test only here: train on dev, test on test
+        return data / "ner/uner_en_ewt" / f"en_ewt-ud-{'dev' if split == 'train' else split}.iob2"
+    raise ValueError(f"unknown task {task!r}; expected ner or pos")
+
+
+def read_tagged(path: str | Path, task: str, *, lang: str | None = None,
+                limit: int | None = None, keep_types: Sequence[str] | None = None
+                ) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """(ids, word lists, tag lists) from .conllu (UPOS), .iob2 (UNER) or two-column CoNLL (MasakhaNER).
+
+    ``keep_types`` (NER): entity types outside it become O (e.g. MasakhaNER DATE for a PER/ORG/LOC model).
+    """
+    from llmie.io.conll import read_conll, read_conllu, read_iob2
+    from llmie.io.bio import repair_iob2
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file (set LLMIE_DATA_DIR or pass the file)")
+    if p.suffix == ".conllu":
+        docs = read_conllu(p, lang=lang)
+    elif p.suffix == ".iob2":
+        docs = read_iob2(p, lang=lang)
+    else:
+        docs = read_conll(p, lang=lang)
+    ids, sents, tags = [], [], []
+    for d in docs:
+        if limit is not None and len(ids) >= limit:
+            break
+        if task == "pos":
+            if "upos" not in d.meta:
+                raise ValueError(f"{p}: record {d.id} has no UPOS tags (task pos needs .conllu)")
+            t = list(d.meta["upos"])
+        else:
+            if "tags" not in d.meta:
+                raise ValueError(f"{p}: record {d.id} has no IOB2 tags (task ner needs .iob2 or CoNLL)")
+            t = list(d.meta["tags"])
+            if keep_types is not None:
+                t = ["O" if x != "O" and x[2:] not in keep_types else x for x in t]
+                t, _ = repair_iob2(t, "lenient", where=f"{p}:{d.id}")
+        ids.append(d.id)
+        sents.append(list(d.meta["tokens"]))
+        tags.append(t)
+    return ids, sents, tags
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _schedule(opt, total: int, warmup_ratio: float):
+    import torch
+
+    warm = max(1, int(total * warmup_ratio))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+
+
+def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
+    """Train TOPRO or vanilla per ``cfg``; saves to ``cfg.out`` when set. Returns the model in memory."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from llmie.config import data_dir
+    from llmie.models.embedded import resolve_encoder
+    from llmie.topro.encoder import (ToproMLM, encode_prompts, encode_words, load_vanilla)
+    from llmie.topro.verbalizer import resolve_verbalizer
+
+    if cfg.task not in TASK_TEMPLATE:
+        raise ValueError(f"unknown task {cfg.task!r}; expected ner or pos")
+    if cfg.method not in ("topro", "vanilla"):
+        raise ValueError(f"unknown method {cfg.method!r}; expected topro or vanilla")
+    torch.set_num_threads(max(1, cfg.threads))
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    path = resolve_encoder(cfg.model)
+    template = load_template(cfg.template_name())
+    if template.task != cfg.task:
+        raise ValueError(f"template {template.name} is for task {template.task}, not {cfg.task}")
+    train_file = Path(cfg.train) if cfg.train else default_file(cfg.task, "train", data or data_dir())
+    _, sents, tags = read_tagged(train_file, cfg.task, limit=cfg.n_train)
+    tok = AutoTokenizer.from_pretrained(path)
+    labels = template.labels
+    lab2id = {l: i for i, l in enumerate(labels)}
+    for s, row in enumerate(tags):
+        for t in row:
+            if t not in lab2id:
+                raise ValueError(f"{train_file}: sentence {s}: tag {t!r} is not a label of {template.name} ({labels})")
+    verb = None
+    if cfg.method == "topro":
+        verb = resolve_verbalizer(template, tok)
+        model = ToproMLM(path, verb.token_ids)
+        if cfg.freeze_embeddings:
+            model.freeze_word_embeddings()
+        prompts = decompose(sents, mark=cfg.mark, mark_chars=template.mark)
+        examples = list(range(len(prompts)))
+        y_all = [lab2id[tags[p.sent][p.idx]] for p in prompts]
+    else:
+        model = load_vanilla(path, labels)
+        if cfg.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
+        examples = list(range(len(sents)))
+    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    total = math.ceil(steps_per_epoch * cfg.epochs)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    sched = _schedule(opt, total, cfg.warmup_ratio)
+    model.train()
+    losses: list[float] = []
+    step, t0 = 0, time.perf_counter()
+    n_seen = 0
+    while step < total:
+        random.shuffle(examples)
+        for b in range(0, len(examples), cfg.batch_size):
+            if step >= total:
+                break
+            idx = examples[b:b + cfg.batch_size]
+            if cfg.method == "topro":
+                enc = encode_prompts(tok, template, [prompts[i] for i in idx], cfg.max_length)
+                y = torch.tensor([y_all[i] for i in idx])
+                loss = torch.nn.functional.cross_entropy(model(**enc), y)  # CE over the label words only
+            else:
+                enc, _ = encode_words(tok, [sents[i] for i in idx], [[lab2id[t] for t in tags[i]] for i in idx],
+                                      cfg.max_length)
+                loss = model(**enc).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            n_seen += len(idx)
+            step += 1
+            if cfg.log_every and step % cfg.log_every == 0:
+                log.info("%s %s step %d/%d loss %.4f (%.1f s)", cfg.method, cfg.task, step, total,
+                         sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]), time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    info = {"config": asdict(cfg), "model_path": path, "train_file": str(train_file), "sentences": len(sents),
+            "examples": len(examples), "steps": step, "examples_seen": n_seen, "seconds": round(seconds, 1),
+            "loss_first10": _mean(losses[:10]), "loss_last10": _mean(losses[-10:]), "template": template.name,
+            "verbalizer": verb.as_dict() if verb else None, "labels": labels}
+    out = Trained(cfg.method, model, tok, template, labels, verb, cfg.mark, cfg.max_length, losses, info)
+    if cfg.out:
+        save(out, Path(cfg.out))
+    return out
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def save(t: Trained, out: Path) -> Path:
+    meta = {"method": t.method, "task": t.template.task, "template": t.template.name, "labels": t.labels,
+            "mark": t.mark, "max_length": t.max_length,
+            "verbalizer": t.verbalizer.as_dict() if t.verbalizer else None}
+    if t.method == "topro":
+        t.model.save(out, t.tokenizer, meta)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        t.model.save_pretrained(out)
+        t.tokenizer.save_pretrained(out)
+        (out / "topro.json").write_text(json.dumps({**meta, "kind": "vanilla"}, indent=1))
+    (out / "train_log.json").write_text(json.dumps({**t.log, "losses": [round(x, 5) for x in t.losses]}, indent=1))
+    t.path = out
+    return out
+
+
+def load(path: str | Path) -> Trained:
+    """A model folder written by ``save`` (``llmie topro train --out``)."""
+    from transformers import AutoTokenizer
+
+    from llmie.topro.encoder import ToproMLM, load_vanilla
+    from llmie.topro.verbalizer import ResolvedVerbalizer
+
+    p = Path(path)
+    meta_f = p / "topro.json"
+    if not meta_f.is_file():
+        raise FileNotFoundError(f"{p}: not a TOPRO/vanilla model folder (no topro.json); train one with "
+                                "`llmie topro train --out DIR`")
+    meta = json.loads(meta_f.read_text())
+    template = load_template(meta["template"])
+    tok = AutoTokenizer.from_pretrained(p)
+    if meta["method"] == "topro":
+        verb = ResolvedVerbalizer(**meta["verbalizer"])
+        model = ToproMLM(str(p), verb.token_ids)
+    else:
+        verb = None
+        model = load_vanilla(str(p), meta["labels"])
+    return Trained(meta["method"], model, tok, template, meta["labels"], verb, meta.get("mark", False),
+                   meta.get("max_length", 128), path=p)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def predict(t: Trained, sents: Sequence[Sequence[str]], batch_size: int = 64) -> tuple[list[list[str]], Cost]:
+    """Tag sequences for word lists, with the cost (prompts, forward passes, seconds)."""
+    from llmie.topro.encoder import predict_topro, predict_vanilla
+
+    cost = Cost(sentences=len(sents), words=sum(len(s) for s in sents))
+    t0 = time.perf_counter()
+    if t.method == "topro":
+        prompts = decompose(sents, mark=t.mark, mark_chars=t.template.mark)
+        idx, cost.forward_passes = predict_topro(t.model, t.tokenizer, t.template, prompts, batch_size, t.max_length)
+        tags = recompose(prompts, [t.verbalizer.labels[i] for i in idx], [len(s) for s in sents])
+        cost.prompts = len(prompts)
+    else:
+        o = t.labels.index("O") if "O" in t.labels else 0
+        idx2, cost.forward_passes = predict_vanilla(t.model, t.tokenizer, sents, max(1, batch_size // 2),
+                                                    t.max_length, default=o)
+        tags = [[t.labels[i] for i in row] for row in idx2]
+        cost.prompts = len(sents)
+    cost.seconds = time.perf_counter() - t0
+    return tags, cost
+
+
+def scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], task: str) -> dict[str, float]:
+    """Both metrics, 0-100: seqeval strict IOB2 entity F1 (NER only) and token-level weighted F1."""
+    from llmie.metrics.seqlabel import seqeval_scores, token_accuracy, token_weighted_f1
+
+    out = {"token_weighted_f1": round(100 * token_weighted_f1(gold, pred), 2),
+           "token_accuracy": round(100 * token_accuracy(gold, pred), 2)}
+    if task == "ner":
+        out["seqeval_f1"] = round(100 * seqeval_scores(gold, pred)["seqeval_f1"], 2)
+    return out
+
+
+def evaluate(t: Trained, files: dict[str, Path], *, limit: int | None = None, batch_size: int = 64,
+             out: Path | None = None, keep_types: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per-language scores and cost for ``{lang: file}``; predictions written as JSONL under ``out``."""
+    task = t.template.task
+    res: dict[str, Any] = {"task": task, "method": t.method, "model": str(t.path or t.log.get("model_path")),
+                           "template": t.template.name, "langs": {}}
+    for lang, f in files.items():
+        ids, sents, gold = read_tagged(f, task, lang=lang, limit=limit, keep_types=keep_types)
+        pred, cost = predict(t, sents, batch_size)
+        res["langs"][lang] = {"n": len(sents), **scores(gold, pred, task), "cost": cost.as_dict()}
+        log.info("%s %s %s: %s", t.method, task, lang, res["langs"][lang])
+        if out:
+            from llmie.io import write_jsonl
+            from llmie.schema import Document
+
+            docs = [Document(id=i, text=" ".join(s), lang=lang, meta={"tokens": s, "gold": g, "pred": p})
+                    for i, s, g, p in zip(ids, sents, gold, pred)]
+            write_jsonl(docs, out / "predictions" / f"{lang}.jsonl")
+    langs = res["langs"].values()
+    total = sum(v["n"] for v in langs)
+    keys = [k for k in ("seqeval_f1", "token_weighted_f1") if all(k in v for v in langs)]
+    res["avg"] = {k: round(sum(v[k] * v["n"] for v in langs) / total, 2) if total else 0.0 for k in keys}
+    if out:
+        from llmie.io import write_json_atomic
+
+        write_json_atomic(res, out / "results.json")
+    return res
