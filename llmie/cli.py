@@ -18,6 +18,9 @@ app = typer.Typer(help="llmie: multilingual information extraction with LLMs.", 
                   add_completion=False, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="Embedded default models shipped through PyPI packages.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+from llmie.topro.cli import app as topro_app  # noqa: E402  (cheap: no torch at import)
+
+app.add_typer(topro_app, name="topro")
 
 
 def _version(value: bool) -> None:
@@ -174,6 +177,10 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
         if out:
             from llmie.io import write_json_atomic
             write_json_atomic(summary, out / "results.json")
+    elif bench == "udpos" or (bench in ("masakhaner", "uner") and method in ("topro", "topro-llm")):
+        from llmie.topro.cli import bench_eval  # --model: a `llmie topro train` folder, or an LLM for topro-llm
+
+        bench_eval(bench, method, model, data or data_dir(), langs, split, limit, out, backend)
     elif bench in ("masakhaner", "uner"):
         from llmie.bench.ner import load_schema, markdown, run_ner_bench
         from llmie.massie import extract as run_extract

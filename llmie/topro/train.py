@@ -301,22 +301,30 @@ def scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], task: s
 
     out = {"token_weighted_f1": round(100 * token_weighted_f1(gold, pred), 2),
            "token_accuracy": round(100 * token_accuracy(gold, pred), 2)}
-    if task == "ner":
-        out["seqeval_f1"] = round(100 * seqeval_scores(gold, pred)["seqeval_f1"], 2)
+    if task == "ner":  # an LLM's unmatched answer ("<none>") is no entity for seqeval
+        iob = [[("O" if t == "<none>" else t) for t in row] for row in pred]
+        out["seqeval_f1"] = round(100 * float(seqeval_scores(gold, iob)["seqeval_f1"]), 2)
     return out
 
 
 def evaluate(t: Trained, files: dict[str, Path], *, limit: int | None = None, batch_size: int = 64,
              out: Path | None = None, keep_types: Sequence[str] | None = None) -> dict[str, Any]:
-    """Per-language scores and cost for ``{lang: file}``; predictions written as JSONL under ``out``."""
-    task = t.template.task
-    res: dict[str, Any] = {"task": task, "method": t.method, "model": str(t.path or t.log.get("model_path")),
-                           "template": t.template.name, "langs": {}}
+    """Per-language scores and cost of a trained encoder for ``{lang: file}`` (see ``run_eval``)."""
+    return run_eval(lambda sents: predict(t, sents, batch_size), t.template.task, files,
+                    {"method": t.method, "model": str(t.path or t.log.get("model_path")), "template": t.template.name},
+                    limit=limit, out=out, keep_types=keep_types)
+
+
+def run_eval(predict_fn, task: str, files: dict[str, Path], meta: dict[str, Any], *, limit: int | None = None,
+             out: Path | None = None, keep_types: Sequence[str] | None = None) -> dict[str, Any]:
+    """Score ``predict_fn(word lists) -> (tags, Cost)`` on each ``{lang: file}``; writes predictions
+    (llmie JSONL with ``meta.tokens/gold/pred``) and results.json under ``out`` when given."""
+    res: dict[str, Any] = {"task": task, **meta, "langs": {}}
     for lang, f in files.items():
         ids, sents, gold = read_tagged(f, task, lang=lang, limit=limit, keep_types=keep_types)
-        pred, cost = predict(t, sents, batch_size)
+        pred, cost = predict_fn(sents)
         res["langs"][lang] = {"n": len(sents), **scores(gold, pred, task), "cost": cost.as_dict()}
-        log.info("%s %s %s: %s", t.method, task, lang, res["langs"][lang])
+        log.info("%s %s %s: %s", meta.get("method"), task, lang, res["langs"][lang])
         if out:
             from llmie.io import write_jsonl
             from llmie.schema import Document
@@ -333,3 +341,17 @@ def evaluate(t: Trained, files: dict[str, Path], *, limit: int | None = None, ba
 
         write_json_atomic(res, out / "results.json")
     return res
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """A short table of a ``run_eval`` result."""
+    lines = [f"# TOPRO eval: task `{res['task']}`, method `{res.get('method')}`, model `{res.get('model')}`", "",
+             "| lang | n | seqeval F1 | token weighted F1 | token acc | prompts | forward passes | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for lang, v in res["langs"].items():
+        c = v["cost"]
+        lines.append(f"| {lang} | {v['n']} | {v.get('seqeval_f1', '-')} | {v['token_weighted_f1']} | "
+                     f"{v['token_accuracy']} | {c['prompts']} | {c['forward_passes']} | {c['seconds']} |")
+    a = res["avg"]
+    lines.append(f"| **avg (weighted)** | | {a.get('seqeval_f1', '-')} | {a.get('token_weighted_f1', '-')} | | | | |")
+    return "\n".join(lines) + "\n"
