@@ -140,7 +140,11 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
           split: str = typer.Option("test", "--split", help="masakhaner/uner split: train | dev | test."),
           backend: str = typer.Option("vllm", "--backend", help="LLM backend for masakhaner/uner."),
           api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL."),
-          adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder.")) -> None:
+          adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder; masakhaner/uner "
+                                                                        "plain|transfusion: a LoRA adapter folder."),
+          translator: str = typer.Option("auto", "--translator", help="transfusion: MT engine for translate-test."),
+          translations: Optional[Path] = typer.Option(None, "--translations", help="transfusion: pre-translated "
+                                                      "JSONL ({source, translation} rows) instead of MT.")) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from llmie.config import data_dir
 
@@ -181,6 +185,31 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
         from llmie.topro.cli import bench_eval  # --model: a `llmie topro train` folder, or an LLM for topro-llm
 
         bench_eval(bench, method, model, data or data_dir(), langs, split, limit, out, backend)
+    elif bench in ("masakhaner", "uner") and method in ("plain", "transfusion", "transfusion-wo-annotate"):
+        from llmie.bench.ner import markdown
+        from llmie.mt import UnsupportedDirection
+        from llmie.transfusion.bench import run_tf_bench, translator_for
+
+        try:  # refuse languages without MT before the model loads
+            translator_for(method, langs.split(",") if langs else ["eng"] if bench == "uner" else [], translator,
+                           translations) if method != "plain" and langs else None
+        except UnsupportedDirection as e:
+            _fail(str(e))
+        be = _backend(backend, model, api_base)
+        from rich.progress import Progress
+
+        with Progress(transient=True) as prog:
+            task = prog.add_task(bench, total=None)
+            try:
+                res = run_tf_bench(bench, method, be, data or data_dir(), out, langs.split(",") if langs else None,
+                                   split, limit, model=model, adapter=adapter, translator=translator,
+                                   translations=translations,
+                                   progress=lambda lang, n: prog.update(task, advance=n, description=f"{bench} {lang}"))
+            except (UnsupportedDirection, FileNotFoundError) as e:
+                be.close()
+                _fail(str(e))
+        be.close()
+        typer.echo(markdown(res))
     elif bench in ("masakhaner", "uner"):
         from llmie.bench.ner import load_schema, markdown, run_ner_bench
         from llmie.massie import extract as run_extract
@@ -221,6 +250,8 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
             backend: str = typer.Option("vllm", "--backend", help="vllm | openai | hf"),
             api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL."),
             template: Optional[str] = typer.Option(None, "--template", help="Prompt template, e.g. massie.ner.v1."),
+            prompt: Optional[Path] = typer.Option(None, "--prompt", help="An `llmie optimize --out` folder (uses its "
+                                                                         "template.yaml) or a template YAML."),
             constrained: bool = typer.Option(True, "--constrained/--no-constrained",
                                              help="JSON-schema constrained decoding."),
             chunk: int = typer.Option(64, "--chunk", help="Documents per backend call (results saved per chunk).")
@@ -249,6 +280,10 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
             docs = list(read_documents(inp))
     except LlmieDataError as e:
         _fail(str(e))
+    if prompt is not None:
+        template = str(prompt / "template.yaml" if prompt.is_dir() else prompt)
+        if not Path(template).exists():
+            _fail(f"{template}: no such prompt template")
     done = {d.id for d in read_jsonl(out)} if out.exists() else set()
     todo = [d for d in docs if d.id not in done]
     be = _backend(backend, model, api_base)
@@ -265,6 +300,79 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
     be.close()
     typer.echo(json.dumps({"n": len(docs), "skipped_done": len(done), "spans": n_spans, "unaligned": n_unaligned,
                            "invalid_answers": n_invalid, "out": str(out)}))
+
+
+@app.command()
+def optimize(task: str = typer.Option("ner", "--task", help="ner | re (also sf, ed with --train)"),
+             train: Optional[Path] = typer.Option(None, "--train", help="llmie JSONL/.iob2/CoNLL (default: UNER "
+                                                                        "English dev; RE: RELX English)."),
+             dev: Optional[Path] = typer.Option(None, "--dev", help="Dev file (default: a disjoint slice of --train)."),
+             langs: Optional[str] = typer.Option(None, "--langs", help="eng and/or MasakhaNER codes, e.g. eng,hau."),
+             labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels or a schema YAML."),
+             n_train: Optional[int] = typer.Option(None, "--n-train"), n_dev: Optional[int] = typer.Option(None, "--n-dev"),
+             n_test: int = typer.Option(0, "--n-test", help="Held-out slice scored at the end (never optimised on)."),
+             nonempty: Optional[float] = typer.Option(None, "--nonempty", help="Share of documents with gold items "
+                                                                               "per slice (default: as sampled)."),
+             auto: Optional[str] = typer.Option(None, "--auto", help="light | medium | heavy (DSPy budgets)."),
+             trials: Optional[int] = typer.Option(None, "--trials", help="BO trials (paper: 50)."),
+             candidates: Optional[int] = typer.Option(None, "--candidates", help="m candidate sets (paper: 12)."),
+             demos: Optional[int] = typer.Option(None, "--demos", help="K demos per set (paper: 3)."),
+             minibatch: Optional[int] = typer.Option(None, "--minibatch", help="Minibatch size (paper: 25; 0 = off)."),
+             seed: int = typer.Option(13, "--seed"),
+             model: str = typer.Option("embedded", "--model", help="Model to serve when no --api-base."),
+             api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server, e.g. "
+                                                                             "http://127.0.0.1:8000/v1"),
+             model_name: Optional[str] = typer.Option(None, "--model-name", help="Served model name there."),
+             task_model: Optional[str] = typer.Option(None, "--task-model", help="Served name or openai:<url>#<name>."),
+             prompt_model: Optional[str] = typer.Option(None, "--prompt-model", help="Served name or openai:<url>#<name>."),
+             template: Optional[str] = typer.Option(None, "--template", help="Base prompt (default massie.<task>.v1)."),
+             preset: Optional[str] = typer.Option(None, "--preset", help="smoke: a CI-sized run."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Print the LM calls the settings imply and stop."),
+             out: Optional[Path] = typer.Option(None, "--out", help="Writes results.json, program.json, template.yaml.")
+             ) -> None:
+    """Optimise the MASSIE prompt (instruction + demos) with DSPy MIPROv2 on dev LF1."""
+    import logging
+
+    from llmie.optimize import OptimizeConfig, run_optimize
+    from llmie.schema import LlmieDataError
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if auto and (trials or candidates):
+        _fail("--auto and --trials/--candidates are exclusive")
+    cfg = OptimizeConfig(task=task, train=str(train) if train else None, dev=str(dev) if dev else None,
+                         labels=labels, auto=auto, seed=seed, model=model, api_base=api_base, model_name=model_name,
+                         task_model=task_model, prompt_model=prompt_model, template=template, preset=preset,
+                         out=str(out) if out else None, n_test=n_test, nonempty=nonempty)
+    if langs:
+        cfg.langs = [x.strip() for x in langs.split(",") if x.strip()]
+    try:
+        cfg.apply_preset()
+        cfg.preset = None
+        for k, v in (("n_train", n_train), ("n_dev", n_dev), ("trials", trials), ("candidates", candidates),
+                     ("demos", demos)):
+            if v is not None:
+                setattr(cfg, k, v)
+        if demos is not None:
+            cfg.bootstrapped = demos
+        if minibatch is not None:
+            cfg.minibatch_size = minibatch or None
+        if auto:
+            cfg.auto = auto
+        res = run_optimize(cfg, dry_run=dry_run, echo=lambda m: typer.echo(m, err=True))
+    except (LlmieDataError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
+        _fail(str(e))
+    if dry_run:
+        typer.echo(json.dumps(res, ensure_ascii=False, indent=1))
+        typer.echo(f"at most {res['lm_calls_max']['task']['total_max']} task-model calls and "
+                   f"{res['lm_calls_max']['prompt']['total_max']} prompt-model calls", err=True)
+        return
+    summary = {k: res[k] for k in ("task", "dev", "lm_calls", "seconds", "kept", "parse_failures")}
+    if res.get("test"):
+        summary["test"] = {k: {"lf1": v["lf1"], "f1": v["f1"]} for k, v in res["test"].items()}
+    typer.echo(json.dumps(summary, ensure_ascii=False))
+    typer.echo(res["note"], err=True)
+    if out:
+        typer.echo(f"wrote {out / 'results.json'}, {out / 'program.json'}, {out / 'template.yaml'}", err=True)
 
 
 @app.command()
@@ -315,6 +423,43 @@ def train_projector(ctx: typer.Context,
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     typer.echo(str(run(cfg)))
+
+
+@app.command("sft", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sft(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/transfusion.yaml")) -> None:
+    """Supervised fine-tuning (trl SFTTrainer + LoRA, QLoRA with load_in_4bit); extra args: key=value overrides."""
+    import logging
+
+    from llmie.train.sft import load_sft_recipe, train_sft
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if not recipe.exists():
+        _fail(f"{recipe}: no such file")
+    try:
+        cfg = load_sft_recipe(recipe, ctx.args)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    out = train_sft(cfg)
+    info = json.loads((out / "llmie_sft.json").read_text())
+    typer.echo(json.dumps({k: info[k] for k in ("global_steps", "train_loss", "logged_losses", "linear4bit_layers",
+                                                "rows", "row_kinds", "seconds")} | {"out": str(out)}))
+
+
+@app.command("export")
+def export(adapter: Path = typer.Option(..., "--adapter", help="peft LoRA adapter folder (llmie sft output)."),
+           out: Path = typer.Option(..., "--out", help="Output folder."),
+           merge: bool = typer.Option(False, "--merge/--keep-adapter", help="Merge into the full-precision base, "
+                                                                            "or keep the adapter for vLLM LoRA."),
+           base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the adapter's base)."),
+           load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="(refused with --merge)")) -> None:
+    """Merge a LoRA adapter into its base model, or keep it as an adapter for vLLM LoRA serving."""
+    from llmie.train.export import ExportError, export_adapter
+
+    try:
+        info = export_adapter(adapter, out, merge=merge, base=base, load_in_4bit=load_in_4bit)
+    except ExportError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(info))
 
 
 @app.command()

@@ -1,0 +1,530 @@
+"""`llmie optimize`: MIPROv2 over the MASSIE batched-schema prompt, scored with LF1.
+
+Paper settings (MASSIE §5, notes/massie.md §2): K=3 demos, m=12 candidate sets, minibatch 25, full
+evaluation every 10 trials, 50 trials, proposal temperature 0.5, metric LF1, prompt model = task model.
+Measured traps this avoids (notes/serving.md §3): `max_errors` >= valset size (otherwise MIPRO silently
+scores candidates 0), `metric_threshold` for bootstrapped demos (else any partial answer becomes a demo),
+schema-constrained output for the proposer too, a fresh in-process cache per run (honest timings).
+
+The model is reached through `dspy.LM("openai/<name>", api_base=...)`. Without `api_base` the embedded
+model is served by `llmie.backends.serve.start_server` on 127.0.0.1 and stopped by PID at the end, also
+on error or Ctrl-C.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmie.massie.prompt import batch_labels, load_template
+from llmie.schema import Document, Label, Schema
+
+log = logging.getLogger("llmie.optimize")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # notes/serving.md §3: completes in about a minute of compile time on the 135M model
+    "smoke": dict(auto=None, candidates=3, trials=3, demos=2, bootstrapped=1, minibatch_size=None,
+                  program_aware=False, data_aware=False, n_train=8, n_dev=5),
+}
+RELX_TOP = {  # RE default schema: the 6 most frequent RELX/KBP37 relation types (both directions pooled)
+    "per:employee_of": "head is a person, tail the organisation that employs them",
+    "org:city_of_headquarters": "head is an organisation, tail the city of its headquarters",
+    "per:countries_of_residence": "head is a person, tail a country they live or lived in",
+    "org:country_of_headquarters": "head is an organisation, tail the country of its headquarters",
+    "org:subsidiaries": "head is an organisation, tail one of its subsidiaries",
+    "per:cities_of_residence": "head is a person, tail a city they live or lived in",
+}
+
+
+@dataclass
+class OptimizeConfig:
+    task: str = "ner"
+    train: str | None = None
+    dev: str | None = None
+    langs: list[str] = field(default_factory=lambda: ["eng"])
+    labels: str | None = None            # comma-separated names or a schema YAML
+    n_train: int = 100
+    n_dev: int = 50
+    n_test: int = 0                      # held-out slice (never seen by the optimizer); 0 = none
+    nonempty: float | None = None        # share of documents with gold items per slice (None: as sampled)
+    auto: str | None = None              # light | medium | heavy (exclusive with trials/candidates)
+    trials: int = 50
+    candidates: int = 12
+    demos: int = 3                       # K: demos per set (labeled and bootstrapped)
+    bootstrapped: int | None = None      # default: = demos
+    minibatch_size: int | None = 25      # None = full valset every trial
+    full_eval_steps: int = 10
+    init_temperature: float = 0.5
+    metric_threshold: float = 0.9
+    program_aware: bool = True
+    data_aware: bool = True
+    seed: int = 13
+    model: str = "embedded"              # served when no api_base
+    api_base: str | None = None
+    model_name: str | None = None
+    task_model: str | None = None        # a served name, or openai:<url>#<name>
+    prompt_model: str | None = None
+    template: str | None = None          # base template (default massie.<task>.v1)
+    max_tokens: int = 256
+    num_threads: int = 8
+    max_model_len: int = 8192
+    out: str | None = None
+    preset: str | None = None
+
+    def apply_preset(self) -> OptimizeConfig:
+        if self.preset:
+            if self.preset not in PRESETS:
+                raise ValueError(f"unknown preset {self.preset!r}; available: {', '.join(PRESETS)}")
+            for k, v in PRESETS[self.preset].items():
+                setattr(self, k, v)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def _data_root() -> Path:
+    from llmie.config import data_dir
+
+    return data_dir()
+
+
+def relx_re_documents(path: Path) -> list[Document]:
+    """English side of RELX pairs as RE documents: SUBJ -> head, OBJ -> tail, label without direction."""
+    from llmie.io.exp import read_exp
+    from llmie.schema import Relation
+
+    docs = []
+    for p in read_exp(path):
+        rel = str(p.meta.get("relation_en", "")).split("(")[0]
+        by = {s.label: i for i, s in enumerate(p.src.spans)}
+        if not rel or "SUBJ" not in by or "OBJ" not in by:
+            continue
+        docs.append(Document(id=p.id.replace("-de-", "-"), text=p.src.text, lang="eng", spans=p.src.spans,
+                             relations=[Relation(head=by["SUBJ"], tail=by["OBJ"], label=rel)]))
+    return docs
+
+
+def default_pool(task: str, langs: list[str]) -> list[Document]:
+    """Default tuning data: UNER English-EWT dev (NER; MasakhaNER 2.0 dev for other languages), RELX English (RE)."""
+    from llmie.io import read_conll, read_iob2
+
+    root = _data_root()
+    if task == "re":
+        path = root / "exp/relx/en-de.test.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file (set LLMIE_DATA_DIR, or pass --train)")
+        return relx_re_documents(path)
+    if task != "ner":
+        raise ValueError(f"no default data for task {task!r}: pass --train (llmie JSONL)")
+    docs: list[Document] = []
+    for lang in langs:
+        if lang in ("eng", "en"):
+            path = root / "ner/uner_en_ewt/en_ewt-ud-dev.iob2"
+            reader = read_iob2(path, lang="eng") if path.exists() else None
+        else:
+            path = root / "ner/masakhaner2" / lang / "dev.txt"
+            reader = read_conll(path, lang=lang) if path.exists() else None
+        if reader is None:
+            raise FileNotFoundError(f"{path}: no such file (set LLMIE_DATA_DIR, or pass --train)")
+        docs.extend(reader)
+    return docs
+
+
+def read_docs(path: str, langs: list[str] | None) -> list[Document]:
+    from llmie.io import read_documents
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file")
+    docs = list(read_documents(p))
+    if langs and any(d.lang for d in docs):
+        want = set(langs)
+        docs = [d for d in docs if d.lang in want or (d.lang or "")[:3] in want]
+    return docs
+
+
+def default_schema(task: str, langs: list[str]) -> Schema:
+    from llmie.bench.ner import load_schema
+
+    if task == "re":
+        return Schema(task="re", labels=[Label(name=k, description=v) for k, v in RELX_TOP.items()])
+    if task == "ner":
+        return load_schema("uner" if all(lang in ("eng", "en") for lang in langs) else "masakhaner")
+    raise ValueError(f"no default schema for task {task!r}: pass --labels")
+
+
+def schema_from(task: str, labels: str | None, docs: list[Document], langs: list[str], user_data: bool) -> Schema:
+    """--labels if given; for user data the labels found in it; else the default schema of the task."""
+    if labels:
+        if labels.endswith((".yaml", ".yml")):
+            from llmie.bench.ner import load_schema
+
+            return load_schema(labels)
+        return Schema.from_names(task, labels)
+    if user_data:
+        found = sorted({r.label for d in docs for r in d.relations} if task == "re"
+                       else {s.label for d in docs for s in d.spans})
+        if not found:
+            raise ValueError("no labels found in the training data: pass --labels")
+        return Schema.from_names(task, found)
+    return default_schema(task, langs)
+
+
+def gold_answer(doc: Document, task: str, names: list[str]) -> dict[str, list]:
+    """Label-keyed gold answer of a document for the queried labels (others are not asked for)."""
+    out: dict[str, list] = {n: [] for n in names}
+    if task == "re":
+        for r in doc.relations:
+            if r.label in out:
+                out[r.label].append({"head": doc.spans[r.head].text, "tail": doc.spans[r.tail].text})
+    elif task in ("ner", "sf", "ed"):
+        for s in doc.spans:
+            if s.label in out and s.text not in out[s.label]:
+                out[s.label].append(s.text)
+    else:
+        raise ValueError(f"task {task!r} is not supported by llmie optimize yet (ner, re, sf, ed)")
+    return out
+
+
+def to_examples(docs: list[Document], task: str, schema: Schema) -> list:
+    import dspy
+
+    from llmie.optimize.program import label_dict
+
+    labels = [label_dict(lab) for lab in schema.labels]
+    names = [lab.name for lab in schema.labels]
+    return [dspy.Example(id=d.id, lang=d.lang, text=d.text, labels=labels,
+                         answer=gold_answer(d, task, names)).with_inputs("text", "labels") for d in docs]
+
+
+def _has_gold(d: Document, task: str) -> bool:
+    return bool(d.relations if task == "re" else d.spans)
+
+
+def _mix(docs: list[Document], share: float, task: str) -> list[Document]:
+    """Reorder so that every prefix has about `share` documents with gold items (slices are prefixes)."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"--nonempty must be in [0, 1], got {share}")
+    pos = [d for d in docs if _has_gold(d, task)]
+    neg = [d for d in docs if not _has_gold(d, task)]
+    out: list[Document] = []
+    n_pos = 0
+    pos.reverse()
+    neg.reverse()
+    while pos or neg:
+        src = pos if (n_pos < share * (len(out) + 1) and pos) or not neg else neg
+        n_pos += src is pos
+        out.append(src.pop())
+    return out
+
+
+def split_data(cfg: OptimizeConfig) -> tuple[list[Document], list[Document], list[Document], dict[str, Any]]:
+    """train / dev / held-out test, disjoint by id (seeded shuffle of one pool unless --dev is given)."""
+    rng = random.Random(cfg.seed)
+    if cfg.train:
+        pool = read_docs(cfg.train, cfg.langs if cfg.train and cfg.langs != ["eng"] else None)
+        src = cfg.train
+    else:
+        pool = default_pool(cfg.task, cfg.langs)
+        src = "default"
+    pool = [d for d in pool if d.text.strip()]
+    if cfg.task == "re" and not cfg.train and not cfg.labels:
+        pool = [d for d in pool if any(r.label in RELX_TOP for r in d.relations)]
+    rng.shuffle(pool)
+    if cfg.nonempty is not None:
+        pool = _mix(pool, cfg.nonempty, cfg.task)
+    if cfg.dev:
+        dev_pool = [d for d in read_docs(cfg.dev, None) if d.text.strip()]
+        rng.shuffle(dev_pool)
+        train_ids = {d.id for d in pool}
+        dev_pool = [d for d in dev_pool if d.id not in train_ids]
+        train = pool[:cfg.n_train]
+        dev = dev_pool[:cfg.n_dev]
+        test = dev_pool[cfg.n_dev:cfg.n_dev + cfg.n_test]
+    else:
+        need = cfg.n_train + cfg.n_dev + cfg.n_test
+        if len(pool) < cfg.n_train + cfg.n_dev:
+            raise ValueError(f"only {len(pool)} usable documents for {cfg.n_train} train + {cfg.n_dev} dev")
+        train = pool[:cfg.n_train]
+        dev = pool[cfg.n_train:cfg.n_train + cfg.n_dev]
+        test = pool[cfg.n_train + cfg.n_dev:need]
+    if not train or not dev:
+        raise ValueError("empty train or dev set")
+    info = {"source": src, "dev_source": cfg.dev or "disjoint slice of the train source", "n_train": len(train),
+            "n_dev": len(dev), "n_test": len(test), "nonempty_share": {
+                k: round(sum(_has_gold(d, cfg.task) for d in v) / len(v), 2) if v else None
+                for k, v in (("train", train), ("dev", dev), ("test", test))}, "langs": dict(Counter(d.lang for d in train + dev + test))}
+    return train, dev, test, info
+
+
+# ------------------------------------------------------------------------------------- call counting
+
+def mipro_settings(cfg: OptimizeConfig, n_dev: int) -> dict[str, Any]:
+    """The MIPROv2 settings these options imply (auto modes resolved as DSPy 3.4 does)."""
+    from dspy.teleprompt.mipro_optimizer_v2 import AUTO_RUN_SETTINGS, MIN_MINIBATCH_SIZE
+
+    boot = cfg.demos if cfg.bootstrapped is None else cfg.bootstrapped
+    zeroshot = cfg.demos == 0 and boot == 0
+    if cfg.auto:
+        a = AUTO_RUN_SETTINGS[cfg.auto]
+        n = a["n"]
+        val = min(n_dev, a["val_size"])
+        num_vars = 1 if zeroshot else 2
+        return dict(num_trials=int(max(2 * num_vars * math.log2(n), 1.5 * n)), num_fewshot=n,
+                    num_instruct=n if zeroshot else int(n * 0.5), valset=val, minibatch=val > MIN_MINIBATCH_SIZE,
+                    minibatch_size=min(25 if cfg.minibatch_size is None else cfg.minibatch_size, val),
+                    bootstrapped=boot, labeled=cfg.demos)
+    mb = cfg.minibatch_size is not None and cfg.minibatch_size < n_dev
+    return dict(num_trials=cfg.trials, num_fewshot=cfg.candidates, num_instruct=cfg.candidates, valset=n_dev,
+                minibatch=mb, minibatch_size=cfg.minibatch_size if mb else n_dev, bootstrapped=boot,
+                labeled=cfg.demos)
+
+
+def estimate_calls(cfg: OptimizeConfig, n_train: int, n_dev: int, n_test: int, n_batches: int) -> dict[str, Any]:
+    """Upper bound on LM calls before spending them (DSPy's cache makes repeated combinations free)."""
+    s = mipro_settings(cfg, n_dev)
+    b = n_batches
+    boot_sets = max(0, s["num_fewshot"] - 2) if s["bootstrapped"] > 0 else 0   # seed -1 + shuffled sets
+    bootstrap = boot_sets * n_train * b                                         # worst case: every example tried
+    if s["minibatch"]:
+        full = s["num_trials"] // cfg.full_eval_steps + 1 + (1 if s["num_trials"] % cfg.full_eval_steps else 0)
+        trials = s["num_trials"] * s["minibatch_size"] * b + full * s["valset"] * b
+    else:
+        trials = s["num_trials"] * s["valset"] * b
+    default_eval = s["valset"] * b
+    ours = (2 * n_dev + 2 * n_test) * b                                          # dev before/after, test
+    prompt = s["num_instruct"] + (math.ceil(n_train / 10) + 1 if cfg.data_aware else 0) + (2 if cfg.program_aware else 0)
+    return {"settings": s, "batches_per_doc": b,
+            "task": {"bootstrap_max": bootstrap, "default_program": default_eval, "trials": trials,
+                     "dev_before_after_and_test": ours, "total_max": bootstrap + default_eval + trials + ours},
+            "prompt": {"proposals": s["num_instruct"], "total_max": prompt}}
+
+
+# ------------------------------------------------------------------------------------------ running
+
+def _lm(spec: str, api_base: str, default_name: str, **kw: Any):
+    import dspy
+
+    if spec.startswith("openai:"):
+        url, _, name = spec[len("openai:"):].partition("#")
+        api_base, spec = url, name or default_name
+    return dspy.LM(f"openai/{spec}", api_base=api_base, api_key="none", engine="litellm", num_retries=2, **kw)
+
+
+def evaluate(program: Any, examples: list, task: str, num_threads: int) -> dict[str, Any]:
+    """LF1 / exact F1 (0-100) of a program on examples; per language too; failures counted."""
+    import dspy
+
+    from llmie.metrics.lf1 import corpus_score, score_items
+    from llmie.optimize.program import answer_items
+
+    if not examples:
+        return {"n": 0}
+    ev = dspy.Evaluate(devset=examples, metric=lambda g, p, trace=None: 0.0, num_threads=num_threads,
+                       max_errors=len(examples) + 1, display_progress=False, display_table=False)
+    res = ev(program)
+    samples, by_lang, failures, preds = [], {}, 0, []
+    for ex, pred, _ in res.results:
+        bad = pred is None or getattr(pred, "parse_failures", 1) != 0 or not hasattr(pred, "answer")
+        failures += bad
+        items = None if bad else answer_items(task, pred.answer)
+        s = score_items(answer_items(task, ex.answer) or [], items)
+        samples.append(s)
+        by_lang.setdefault(ex.lang or "und", []).append(s)
+        preds.append((ex, None if bad else pred.answer))
+    cs = corpus_score(samples).as_percent()
+    return {"lf1": round(cs["lf1"], 2), "f1": round(cs["f1"], 2), "n": cs["n"], "failed_samples": failures,
+            "langs": {k: {"lf1": round(corpus_score(v).as_percent()["lf1"], 2), "n": len(v)} for k, v in by_lang.items()},
+            "_preds": preds}
+
+
+def program_template(program: Any, task: str, base_name: str, fmt: str) -> dict[str, Any]:
+    """The program's prompt as a versioned llmie template (prompts/massie/*.yaml shape)."""
+    import hashlib
+
+    pred = program.extract
+    demos = []
+    for d in pred.demos:
+        g = d.get if hasattr(d, "get") else (lambda k, _d=d: getattr(_d, k, None))
+        labels = [x if isinstance(x, dict) and x.get("description") else (x["name"] if isinstance(x, dict) else str(x))
+                  for x in (g("labels") or [])]
+        demos.append({"text": g("text"), "labels": labels, "output": g("answer")})
+    body = {"task": task, "instruction": pred.signature.instructions.strip(), "format": fmt, "demos": demos}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:8]
+    return {"name": f"optimized.{task}.{digest}", "based_on": base_name, **body}
+
+
+def write_template(tpl: dict[str, Any], path: Path, comment: str) -> None:
+    import yaml
+
+    class _NoAlias(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {comment}\n" + yaml.dump(tpl, Dumper=_NoAlias, allow_unicode=True, sort_keys=False,
+                                                  width=120), encoding="utf-8")
+
+
+def grounded(ex: Any, answer: dict[str, Any] | None, task: str) -> Document:
+    """A prediction as a grounded llmie Document (same merge/grounding as `llmie extract`)."""
+    from llmie.massie.extract import to_document
+    from llmie.massie.parse import Parsed
+
+    doc = Document(id=str(ex.id), text=ex.text, lang=ex.lang)
+    if answer is None:
+        parsed = Parsed("invalid", error="parse failure")
+    else:
+        items = [(lab, (v["head"], v["tail"]) if task == "re" else (v,)) for lab, vals in answer.items() for v in vals]
+        parsed = Parsed("ok", items)
+    return to_document(doc, task, [((0, len(ex.text)), parsed, None)], "dspy")
+
+
+def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) -> dict[str, Any]:
+    """Run MIPROv2 (or only count its calls with `dry_run`); returns the results dict (DESIGN §5)."""
+    cfg.apply_preset()
+    if cfg.auto and cfg.auto not in ("light", "medium", "heavy"):
+        raise ValueError(f"--auto must be light, medium or heavy, not {cfg.auto!r}")
+    if cfg.task not in ("ner", "re", "sf", "ed"):
+        raise ValueError(f"llmie optimize supports --task ner, re, sf, ed (got {cfg.task!r})")
+    train_docs, dev_docs, test_docs, data_info = split_data(cfg)
+    schema = schema_from(cfg.task, cfg.labels, train_docs, cfg.langs, bool(cfg.train))
+    n_batches = len(batch_labels(schema.labels))
+    est = estimate_calls(cfg, len(train_docs), len(dev_docs), len(test_docs), n_batches)
+    if dry_run:
+        return {"task": cfg.task, "dry_run": True, "data": data_info, "labels": [lab.name for lab in schema.labels],
+                "lm_calls_max": est}
+
+    import dspy
+
+    from llmie.optimize.program import CallStats, FilteredMIPROv2, LF1Metric, MassieAdapter, MassieProgram
+
+    base = load_template(cfg.template or f"massie.{cfg.task}.v1")
+    if base.task != cfg.task:
+        raise ValueError(f"template {base.name} is for task {base.task}, not {cfg.task}")
+    out = Path(cfg.out) if cfg.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    handle = None
+    try:
+        api_base = cfg.api_base
+        name = cfg.model_name or "llmie"
+        if not api_base and not ((cfg.task_model or "").startswith("openai:")
+                                 and (cfg.prompt_model or "").startswith("openai:")):
+            from llmie.backends.serve import start_server
+
+            echo(f"starting the {cfg.model} model server on 127.0.0.1 ...")
+            handle = start_server(cfg.model, served_name=name, max_model_len=cfg.max_model_len)
+            api_base = handle.api_base
+            echo(f"server pid {handle.pid} at {api_base}")
+        server_secs = time.perf_counter() - t0
+        stats = CallStats()
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # fresh per run: honest counts
+        task_lm = _lm(cfg.task_model or name, api_base or "", name, temperature=0.0, max_tokens=cfg.max_tokens)
+        prompt_lm = _lm(cfg.prompt_model or name, api_base or "", name, temperature=cfg.init_temperature,
+                        max_tokens=512, seed=cfg.seed)
+        dspy.configure(lm=task_lm, adapter=MassieAdapter(stats))
+        metric = LF1Metric(cfg.task)
+        trainset = to_examples(train_docs, cfg.task, schema)
+        devset = to_examples(dev_docs, cfg.task, schema)
+        testset = to_examples(test_docs, cfg.task, schema)
+        default = MassieProgram(cfg.task, schema, base.instruction, base.format, list(base.demos))
+
+        t1 = time.perf_counter()
+        before = evaluate(default, devset, cfg.task, cfg.num_threads)
+        s = est["settings"]
+        boot = s["bootstrapped"]
+        mipro = FilteredMIPROv2(metric=metric, prompt_model=prompt_lm, task_model=task_lm, auto=cfg.auto,
+                             num_candidates=None if cfg.auto else cfg.candidates,
+                             max_bootstrapped_demos=boot, max_labeled_demos=cfg.demos, num_threads=cfg.num_threads,
+                             max_errors=max(len(devset), len(trainset)) * n_batches + 1, seed=cfg.seed,
+                             init_temperature=cfg.init_temperature, metric_threshold=cfg.metric_threshold,
+                             verbose=False, track_stats=True)
+        compile_kw: dict[str, Any] = dict(trainset=trainset, valset=devset, minibatch=s["minibatch"],
+                                          minibatch_full_eval_steps=cfg.full_eval_steps,
+                                          program_aware_proposer=cfg.program_aware,
+                                          data_aware_proposer=cfg.data_aware)
+        if s["minibatch"]:
+            compile_kw["minibatch_size"] = s["minibatch_size"]
+        if not cfg.auto:
+            compile_kw["num_trials"] = cfg.trials
+        optimized = mipro.compile(default, **compile_kw)
+        after = evaluate(optimized, devset, cfg.task, cfg.num_threads)
+        better = after["lf1"] > before["lf1"]
+        kept = optimized if better else default
+        kept_name = "optimized" if better else "default"
+        test = {}
+        if testset:
+            test = {"default": evaluate(default, testset, cfg.task, cfg.num_threads)}
+            test["kept"] = test["default"] if kept is default else evaluate(kept, testset, cfg.task, cfg.num_threads)
+            if kept is default:
+                test["optimized"] = evaluate(optimized, testset, cfg.task, cfg.num_threads)
+        compile_secs = time.perf_counter() - t1
+
+        opt_tpl = program_template(optimized, cfg.task, base.name, base.format)
+        res: dict[str, Any] = {
+            "task": cfg.task,
+            "dev": {"before": {"lf1": before["lf1"], "f1": before["f1"]},
+                    "after": {"lf1": after["lf1"], "f1": after["f1"]}},
+            "lm_calls": stats.as_dict(),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "kept": kept_name,
+            "note": ("the optimized prompt beats the default on dev" if better else
+                     f"the optimized prompt did not beat the default on dev ({after['lf1']:.2f} vs "
+                     f"{before['lf1']:.2f} LF1): keeping the default prompt"),
+            "seconds_server_start": round(server_secs, 1),
+            "seconds_optimize_and_eval": round(compile_secs, 1),
+            "parse_failures": stats.parse_failures,
+            "metric": {"calls": metric.calls, "scored_predictions": metric.scored_predictions},
+            "dev_detail": {"before": _public(before), "after": _public(after)},
+            "test": {k: _public(v) for k, v in test.items()},
+            "instruction": opt_tpl["instruction"],
+            "default_instruction": base.instruction,
+            "n_demos": len(opt_tpl["demos"]),
+            "proposals": getattr(mipro, "proposals", []),
+            "template": opt_tpl["name"] if better else base.name,
+            "labels": [lab.name for lab in schema.labels],
+            "data": data_info,
+            "settings": {**{k: v for k, v in asdict(cfg).items() if k != "out"}, "mipro": s},
+            "lm_calls_max": est,
+            "model": {"api_base": api_base if not handle else "embedded server (stopped)", "name": name,
+                      "task_model": cfg.task_model or name, "prompt_model": cfg.prompt_model or name,
+                      "served": handle.model_path if handle else None},
+        }
+        if out:
+            _write_outputs(out, res, optimized, kept, opt_tpl, base, before, after, cfg.task, better)
+        return res
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+def _public(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in r.items() if not k.startswith("_")}
+
+
+def _write_outputs(out: Path, res: dict[str, Any], optimized: Any, kept: Any, opt_tpl: dict[str, Any], base: Any,
+                   before: dict, after: dict, task: str, better: bool) -> None:
+    from llmie.io import write_json_atomic, write_jsonl
+
+    optimized.save(str(out / "program.json"))
+    write_template(opt_tpl, out / "optimized.yaml",
+                   f"MIPROv2-optimized MASSIE prompt (dev LF1 {res['dev']['before']['lf1']} -> "
+                   f"{res['dev']['after']['lf1']}); written by llmie optimize")
+    if better:
+        write_template(opt_tpl, out / "template.yaml", "the kept prompt: optimized (use: llmie extract --prompt DIR)")
+    else:
+        default_tpl = {"name": base.name, "based_on": base.name, "task": task, "instruction": base.instruction,
+                       "format": base.format, "demos": [dict(d) for d in base.demos]}
+        write_template(default_tpl, out / "template.yaml",
+                       "the kept prompt: the DEFAULT (the optimized one did not beat it on dev); see optimized.yaml")
+    for tag, r in (("dev_before", before), ("dev_after", after)):
+        write_jsonl([grounded(ex, ans, task) for ex, ans in r["_preds"]], out / "predictions" / f"{tag}.jsonl")
+    write_json_atomic(res, out / "results.json")
