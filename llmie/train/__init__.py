@@ -1,0 +1,1 @@
+"""Training runners over trl/peft: `sft` (SFTTrainer + LoRA/QLoRA, recipe YAML) and `export` (merge/keep)."""

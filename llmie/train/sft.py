@@ -1,0 +1,205 @@
+"""`llmie sft RECIPE.yaml [key=value ...]`: trl `SFTTrainer` + peft LoRA, QLoRA when `load_in_4bit: true`.
+
+A recipe is one flat YAML mapping (trl's TrlParser idea), three kinds of keys:
+- **trl `SFTConfig` keys** (`output_dir`, `learning_rate`, `lr_scheduler_type`, `warmup_ratio`,
+  `num_train_epochs`, `max_steps`, `per_device_train_batch_size`, `max_length`, `gradient_checkpointing`, ...)
+  go to `SFTConfig` unchanged; unknown keys are an error.
+- **model / peft keys** (`model`, `load_in_4bit`, `bnb_4bit_*`, `dtype`, `use_peft`, `lora_*`): `model` accepts
+  what `llmie.models.resolve_llm` does (`embedded` = SmolLM2-135M-Instruct, a folder, a hub id).
+- **`data:`**, llmie's section: `train_file` (JSONL of `prompt`/`completion` or `text` rows) or `builder`
+  (`module:function` inside `llmie`, called with the remaining data keys, returning such rows).
+Overrides: `key=value` (YAML-parsed), `data.key=value` for the data section.
+
+Prompt-completion rows give a completion-only loss (trl masks the prompt); TF rows are split at the first
+`result =`. QLoRA = 4-bit NF4 with double quantisation (bitsandbytes; it runs on CPU too, slowly) +
+`prepare_model_for_kbit_training` + LoRA on all linear layers. The adapter, the tokenizer and
+`llmie_sft.json` (recipe, losses, base model, quantisation) are saved to `output_dir`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("llmie.sft")
+
+_UNSET = "__unset__"
+MODEL_DEFAULTS: dict[str, Any] = {
+    "model": "embedded", "dtype": "auto", "trust_remote_code": False,
+    "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+    "bnb_4bit_compute_dtype": "auto",
+    "use_peft": True, "lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.05, "lora_target_modules": "all-linear",
+    "lora_bias": "none",
+    "data": {},
+}
+
+
+def _sft_fields() -> list[str]:
+    from trl import SFTConfig
+
+    return [f.name for f in dataclasses.fields(SFTConfig) if f.init]
+
+
+def defaults() -> dict[str, Any]:
+    return {**MODEL_DEFAULTS, **{k: _UNSET for k in _sft_fields() if k not in MODEL_DEFAULTS}}
+
+
+def load_sft_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
+    import yaml
+
+    from llmie.recipe import load_recipe
+
+    plain, data_over = [], {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.startswith("data."):
+            data_over[key[5:].strip()] = yaml.safe_load(value)
+        else:
+            plain.append(item)
+    cfg = load_recipe(path, plain, defaults())
+    if not isinstance(cfg["data"], dict):
+        raise ValueError("recipe key 'data' must be a mapping")
+    cfg["data"] = {**cfg["data"], **data_over}
+    return cfg
+
+
+def sft_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The SFTConfig keyword arguments of a recipe (only keys the recipe set), with CPU defaults."""
+    import torch
+
+    kw = {k: v for k, v in cfg.items() if k not in MODEL_DEFAULTS and v != _UNSET}
+    kw.setdefault("output_dir", "runs/sft")
+    kw.setdefault("report_to", "none")
+    if not torch.cuda.is_available():
+        kw.setdefault("use_cpu", True)
+        kw.setdefault("bf16", False)
+    return kw
+
+
+def load_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the data section: `train_file` JSONL or a `builder` function inside llmie."""
+    data = dict(data)
+    if "train_file" in data:
+        from llmie.io import iter_json_lines
+
+        path = data.pop("train_file")
+        rows = [obj for _, obj in iter_json_lines(path)]
+        for i, r in enumerate(rows):
+            if not (("prompt" in r and "completion" in r) or "text" in r):
+                raise ValueError(f"{path}: row {i + 1} needs prompt+completion or text")
+        return rows
+    builder = data.pop("builder", None)
+    if not builder:
+        raise ValueError("recipe data section needs train_file or builder")
+    mod, _, fn = str(builder).partition(":")
+    if not mod.startswith("llmie.") or not fn:
+        raise ValueError(f"data.builder {builder!r}: expected 'llmie.<module>:<function>'")
+    return getattr(importlib.import_module(mod), fn)(**data)
+
+
+def _dtype(name: str, cuda: bool):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if cuda else torch.float32
+    return getattr(torch, name)
+
+
+def load_model(cfg: dict[str, Any], gradient_checkpointing: bool = False):
+    """(model, tokenizer, resolved path): full precision, or 4-bit NF4 + prepare_model_for_kbit_training."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmie.models import resolve_llm
+
+    path = resolve_llm(cfg["model"])
+    cuda = torch.cuda.is_available()
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg["trust_remote_code"])
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token or tok.eos_token
+    kw: dict[str, Any] = dict(dtype=_dtype(cfg["dtype"], cuda), trust_remote_code=cfg["trust_remote_code"])
+    if cfg["load_in_4bit"]:
+        from transformers import BitsAndBytesConfig
+
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg["bnb_4bit_quant_type"],
+            bnb_4bit_use_double_quant=cfg["bnb_4bit_use_double_quant"],
+            bnb_4bit_compute_dtype=_dtype(cfg["bnb_4bit_compute_dtype"], cuda))
+        kw["device_map"] = {"": 0} if cuda else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(path, **kw)
+    if cfg["load_in_4bit"]:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    return model, tok, path
+
+
+def count_4bit(model) -> int:
+    """Number of bitsandbytes `Linear4bit` layers (proof that QLoRA really ran 4-bit)."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return 0
+    return sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+
+
+def train_sft(cfg: dict[str, Any]) -> Path:
+    """Run one SFT job from a loaded recipe; returns the output folder (adapter + llmie_sft.json)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    t0 = time.perf_counter()
+    rows = load_rows(cfg["data"])
+    if not rows:
+        raise ValueError("the data section produced no training rows")
+    cols = ["prompt", "completion"] if "prompt" in rows[0] else ["text"]
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
+    ds = Dataset.from_list([{c: r[c] for c in cols} for r in rows])
+    args = SFTConfig(**sft_args(cfg))
+    model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
+    n4 = count_4bit(model)
+    peft_config = None
+    if cfg["use_peft"]:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
+                                 bias=cfg["lora_bias"], target_modules=cfg["lora_target_modules"],
+                                 task_type="CAUSAL_LM")
+    elif cfg["load_in_4bit"]:
+        raise ValueError("load_in_4bit needs use_peft: true (4-bit weights cannot be trained directly)")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+    result = trainer.train()
+    out = Path(args.output_dir)
+    trainer.save_model(str(out))
+    tok.save_pretrained(str(out))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = {
+        "base_model": path, "model": cfg["model"], "load_in_4bit": cfg["load_in_4bit"], "linear4bit_layers": n4,
+        "peft": bool(peft_config), "lora_r": cfg["lora_r"], "lora_alpha": cfg["lora_alpha"],
+        "lora_target_modules": cfg["lora_target_modules"], "rows": len(rows), "row_kinds": kinds,
+        "completion_only_loss": cols == ["prompt", "completion"] and args.completion_only_loss is not False,
+        "global_steps": trainer.state.global_step, "train_loss": result.training_loss, "logged_losses": losses,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "recipe": {k: v for k, v in cfg.items() if v != _UNSET},
+    }
+    (out / "llmie_sft.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    log.info("SFT done: %d steps, train loss %.4f, %d Linear4bit layers -> %s", trainer.state.global_step,
+             result.training_loss, n4, out)
+    del trainer, model
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    argv = sys.argv[1:]
+    path = argv.pop(0) if argv and "=" not in argv[0] else None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    print(train_sft(load_sft_recipe(path, argv)))
