@@ -144,7 +144,8 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
                                                                         "plain|transfusion: a LoRA adapter folder."),
           translator: str = typer.Option("auto", "--translator", help="transfusion: MT engine for translate-test."),
           translations: Optional[Path] = typer.Option(None, "--translations", help="transfusion: pre-translated "
-                                                      "JSONL ({source, translation} rows) instead of MT.")) -> None:
+                                                      "JSONL ({source, translation} rows) instead of MT."),
+          max_tokens: int = typer.Option(256, "--max-tokens", help="plain/transfusion: generation budget.")) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from llmie.config import data_dir
 
@@ -203,7 +204,7 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
             try:
                 res = run_tf_bench(bench, method, be, data or data_dir(), out, langs.split(",") if langs else None,
                                    split, limit, model=model, adapter=adapter, translator=translator,
-                                   translations=translations,
+                                   translations=translations, max_tokens=max_tokens,
                                    progress=lambda lang, n: prog.update(task, advance=n, description=f"{bench} {lang}"))
             except (UnsupportedDirection, FileNotFoundError) as e:
                 be.close()

@@ -21,6 +21,7 @@ from llmie.transfusion.parse import parse_output
 from llmie.transfusion.prompt import TEMPLATES, class_map, prompt_for, template_info
 
 METHODS = tuple(TEMPLATES)
+_CLOSE = "\n]"
 
 
 def english_texts(docs: Sequence[Document], translator: Any | None, src_lang: str | None = None) -> list[str]:
@@ -57,7 +58,10 @@ def extract_tf(docs: Sequence[Document], schema: Schema, *, backend: Any, method
     docs = list(docs)
     eng = english_texts(docs, translator, src_lang) if method != "plain" else [None] * len(docs)
     prompts = [prompt_for(schema, d.text, method=method, eng_text=e) for d, e in zip(docs, eng)]
-    reqs = [GenRequest(prompt=p, max_tokens=max_tokens, temperature=0.0, lora=adapter) for p in prompts]
+    # one list to write (plain, w/o annotate): stop at its closing line; TF writes two lists, so only
+    # max_tokens (or the fine-tuned model's EOS) ends it
+    stop = [_CLOSE] if method != "transfusion" else None
+    reqs = [GenRequest(prompt=p, max_tokens=max_tokens, temperature=0.0, lora=adapter, stop=stop) for p in prompts]
     results = backend.generate(reqs, progress=progress) if reqs else []
     classes = {c: lab for lab, c in class_map(schema).items()}
     tinfo = template_info(method)
@@ -75,7 +79,10 @@ def extract_tf(docs: Sequence[Document], schema: Schema, *, backend: Any, method
             counts["errors"] = counts["invalid"] = 1
             meta.update(parse_status="invalid", error=r.error)
         else:
-            parsed = parse_output(r.text, classes, method, d.text)
+            text = r.text
+            if stop and r.finish_reason == "stop" and "[" in text and not text.rstrip().endswith("]"):
+                text += _CLOSE  # the stop string is not part of the output
+            parsed = parse_output(text, classes, method, d.text)
             fin = parsed.final_result
             counts["invalid"] = int(fin.status in ("invalid", "missing"))
             counts["truncated"] = int(fin.status == "truncated")
