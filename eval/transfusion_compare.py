@@ -1,0 +1,73 @@
+"""Plain GoLLIE prompt vs TransFusion prompt vs TF-fine-tuned adapter, per language, with one vLLM engine.
+
+    python eval/transfusion_compare.py --mt-data runs/tf/uner-mt-test --mt-langs por,spa \
+        --masakhaner-langs hau,swa --adapter runs/tf/adapter-lora --limit 100 --out runs/tf/compare
+
+- `--mt-data`: a MasakhaNER-format folder (`<lang>/test.txt`) whose languages have offline MT into English;
+  built when missing by `llmie.transfusion.data.build_translated_test` (UNER English-EWT test, shuffled with
+  seed 13 -> Bergamot en->pt / apertium en->es -> labels projected with the PVP projector: silver labels).
+- `--masakhaner-langs`: real MasakhaNER languages; no offline MT exists for them here, so only the plain
+  prompt (with and without the adapter) runs on them unless `--translations FILE` is given.
+Writes `<out>/<bench>.<method>[.adapter]/results.json` per run and `<out>/summary.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mt-data", type=Path)
+    ap.add_argument("--mt-langs", default="por,spa")
+    ap.add_argument("--masakhaner-langs", default="")
+    ap.add_argument("--adapter", default=None)
+    ap.add_argument("--limit", type=int, default=100)
+    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--methods", default="plain,transfusion")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--model", default="embedded")
+    a = ap.parse_args()
+
+    from llmie.backends import get_backend
+    from llmie.config import data_dir
+    from llmie.transfusion.bench import run_tf_bench
+
+    if a.mt_data and not a.mt_data.exists():  # build it: UNER English test -> MT -> projected (silver) labels
+        from llmie.transfusion.data import build_translated_test
+
+        print(build_translated_test("ner/uner_en_ewt/en_ewt-ud-test.iob2", a.mt_langs.split(","), a.mt_data,
+                                    limit=a.limit), flush=True)
+    be = get_backend("vllm", a.model)  # response cache on: reruns cost nothing
+    runs = []
+    methods = a.methods.split(",")
+    for adapter in ([None, a.adapter] if a.adapter else [None]):
+        for method in methods:
+            if a.mt_data:
+                runs.append(("mt", a.mt_data, a.mt_langs.split(","), method, adapter))
+            if a.masakhaner_langs and method == "plain":
+                runs.append(("masakhaner", data_dir(), a.masakhaner_langs.split(","), method, adapter))
+    rows = []
+    for tag, data, langs, method, adapter in runs:
+        name = f"{tag}.{method}" + (".adapter" if adapter else "")
+        t0 = time.perf_counter()
+        res = run_tf_bench("masakhaner", method, be, Path(data), a.out / name, langs, "test", a.limit,
+                           model=a.model, adapter=adapter, max_tokens=a.max_tokens)
+        print(f"{name}: {json.dumps(res['avg'])} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        for lang, v in res["langs"].items():
+            rows.append((tag, lang, method, "TF adapter" if adapter else "base", v))
+    be.close()
+    lines = ["| data | lang | prompt | model | n | GoLLIE F1 | LF1 | parse failures | rejected | hallucinated | "
+             "unaligned | truncated |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for tag, lang, method, model, v in rows:
+        lines.append(f"| {tag} | {lang} | {method} | {model} | {v['n']} | {v['gollie_f1']:.2f} | {v['lf1']:.2f} | "
+                     f"{v['invalid']} | {v.get('rejected', 0)} | {v.get('hallucinated', 0)} | {v['unaligned']} | "
+                     f"{v['truncated']} |")
+    (a.out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
