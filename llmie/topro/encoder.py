@@ -16,18 +16,13 @@ Vanilla: ``AutoModelForTokenClassification`` on the same encoder, first sub-word
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from llmie.topro.decompose import Prompt, Template, encoder_pair
 
-HEAD_FILE = "topro_head.pt"
-META_FILE = "topro.json"
 
 
 def _is_mlm(path: str) -> bool:
@@ -83,9 +78,6 @@ class ToproMLM(nn.Module):
                 else AutoModel.from_pretrained(path)
             eps = getattr(self.encoder.config, "layer_norm_eps", 1e-12)
             self.head = TiedMLMHead(self.encoder.get_input_embeddings(), eps)
-            head_file = Path(path) / HEAD_FILE
-            if head_file.is_file():  # a TOPRO checkpoint saved by save()
-                self.head.load_state_dict(torch.load(head_file, map_location="cpu"), strict=False)
             self.head_kind = "tied-built"
 
     def forward(self, input_ids, attention_mask, mask_pos, token_type_ids=None) -> torch.Tensor:
@@ -103,15 +95,8 @@ class ToproMLM(nn.Module):
     def freeze_word_embeddings(self) -> None:
         self.encoder.get_input_embeddings().weight.requires_grad_(False)
 
-    def save(self, out: Path, tokenizer, meta: dict[str, Any]) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        if self.native:
-            self.mlm.save_pretrained(out)
-        else:
-            self.encoder.save_pretrained(out)
-            torch.save(self.head.state_dict_own(), out / HEAD_FILE)
-        tokenizer.save_pretrained(out)
-        (out / META_FILE).write_text(json.dumps({**meta, "kind": "topro", "head": self.head_kind}, indent=1))
+    def input_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
 
 
 def _is_bert(path: str) -> bool:

@@ -230,17 +230,32 @@ def _mean(xs: Sequence[float]) -> float | None:
     return round(sum(xs) / len(xs), 4) if xs else None
 
 
+WEIGHTS = "weights.pt"
+
+
+def _input_embeddings(t: Trained):
+    m = t.model
+    return m.input_embeddings() if t.method == "topro" else m.get_input_embeddings()
+
+
 def save(t: Trained, out: Path) -> Path:
-    meta = {"method": t.method, "task": t.template.task, "template": t.template.name, "labels": t.labels,
-            "mark": t.mark, "max_length": t.max_length,
+    """Write a model folder: ``topro.json`` (method, template, verbalizer, base encoder), ``weights.pt``
+    (the state dict *without* frozen word embeddings: they stay those of the base encoder, which is
+    ~80% of multilingual-e5-small's size) and ``train_log.json``. ``load`` rebuilds from the base."""
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    emb = _input_embeddings(t).weight
+    frozen = not emb.requires_grad
+    state = {k: v for k, v in t.model.state_dict().items() if not (frozen and v.data_ptr() == emb.data_ptr())}
+    torch.save(state, out / WEIGHTS)
+    cfg = t.log.get("config", {})
+    meta = {"kind": "topro", "method": t.method, "task": t.template.task, "template": t.template.name,
+            "labels": t.labels, "mark": t.mark, "max_length": t.max_length,
+            "base": cfg.get("model", t.log.get("model_path")), "base_path": t.log.get("model_path"),
+            "frozen_word_embeddings": frozen, "head": getattr(t.model, "head_kind", "token-classification"),
             "verbalizer": t.verbalizer.as_dict() if t.verbalizer else None}
-    if t.method == "topro":
-        t.model.save(out, t.tokenizer, meta)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        t.model.save_pretrained(out)
-        t.tokenizer.save_pretrained(out)
-        (out / "topro.json").write_text(json.dumps({**meta, "kind": "vanilla"}, indent=1))
+    (out / "topro.json").write_text(json.dumps(meta, indent=1))
     (out / "train_log.json").write_text(json.dumps({**t.log, "losses": [round(x, 5) for x in t.losses]}, indent=1))
     t.path = out
     return out
@@ -248,27 +263,41 @@ def save(t: Trained, out: Path) -> Path:
 
 def load(path: str | Path) -> Trained:
     """A model folder written by ``save`` (``llmie topro train --out``)."""
+    import torch
     from transformers import AutoTokenizer
 
+    from llmie.models.embedded import resolve_encoder
     from llmie.topro.encoder import ToproMLM, load_vanilla
     from llmie.topro.verbalizer import ResolvedVerbalizer
 
     p = Path(path)
     meta_f = p / "topro.json"
-    if not meta_f.is_file():
-        raise FileNotFoundError(f"{p}: not a TOPRO/vanilla model folder (no topro.json); train one with "
-                                "`llmie topro train --out DIR`")
+    if not meta_f.is_file() or not (p / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{p}: not a TOPRO/vanilla model folder (needs topro.json and {WEIGHTS}); "
+                                "train one with `llmie topro train --out DIR`")
     meta = json.loads(meta_f.read_text())
+    try:
+        base = resolve_encoder(meta["base"])
+    except (FileNotFoundError, ValueError, RuntimeError):
+        base = meta["base_path"]
     template = load_template(meta["template"])
-    tok = AutoTokenizer.from_pretrained(p)
+    tok = AutoTokenizer.from_pretrained(base)
     if meta["method"] == "topro":
         verb = ResolvedVerbalizer(**meta["verbalizer"])
-        model = ToproMLM(str(p), verb.token_ids)
+        model = ToproMLM(base, verb.token_ids)
     else:
         verb = None
-        model = load_vanilla(str(p), meta["labels"])
-    return Trained(meta["method"], model, tok, template, meta["labels"], verb, meta.get("mark", False),
-                   meta.get("max_length", 128), path=p)
+        model = load_vanilla(base, meta["labels"])
+    t = Trained(meta["method"], model, tok, template, meta["labels"], verb, meta.get("mark", False),
+                meta.get("max_length", 128), path=p)
+    state = torch.load(p / WEIGHTS, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    emb_ptr = _input_embeddings(t).weight.data_ptr()
+    own = model.state_dict()
+    bad = [k for k in missing if own[k].data_ptr() != emb_ptr]
+    if unexpected or bad:
+        raise ValueError(f"{p / WEIGHTS} does not fit base {base}: missing {bad[:5]}, unexpected {unexpected[:5]}")
+    return t
 
 
 # --------------------------------------------------------------------------- evaluation
