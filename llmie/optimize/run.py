@@ -74,6 +74,7 @@ class OptimizeConfig:
     max_tokens: int = 256
     num_threads: int = 8
     max_model_len: int = 8192
+    server_timeout: float = 900          # seconds to wait for the embedded server (slow on a busy CPU)
     out: str | None = None
     preset: str | None = None
 
@@ -421,7 +422,8 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
             from llmie.backends.serve import start_server
 
             echo(f"starting the {cfg.model} model server on 127.0.0.1 ...")
-            handle = start_server(cfg.model, served_name=name, max_model_len=cfg.max_model_len)
+            handle = start_server(cfg.model, served_name=name, max_model_len=cfg.max_model_len,
+                                  timeout=cfg.server_timeout)
             api_base = handle.api_base
             echo(f"server pid {handle.pid} at {api_base}")
         server_secs = time.perf_counter() - t0

@@ -1,0 +1,201 @@
+"""`llmie optimize`: real MIPROv2 smoke runs on the embedded model through live local vLLM servers.
+
+One run starts the embedded server itself (and must stop it by PID); one runs against a server a user
+started with `llmie serve` (the RE task); dry-run call counting needs no server.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from llmie.backends.serve import free_port, pid_alive
+
+LLMIE = [sys.executable, "-m", "llmie.cli"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _cli(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run([*LLMIE, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def _check_outputs(out: Path, task: str) -> dict:
+    from llmie.massie.prompt import load_template
+
+    res = json.loads((out / "results.json").read_text())
+    # DESIGN §5 contract
+    assert res["task"] == task
+    for when in ("before", "after"):
+        assert set(res["dev"][when]) >= {"lf1", "f1"}
+        assert 0 <= res["dev"][when]["lf1"] <= 100
+    assert res["kept"] in ("optimized", "default")
+    assert res["lm_calls"]["task"] > 0 and res["lm_calls"]["prompt"] > 0
+    assert res["seconds"] > 0
+    # structured output reached the server: every answer parsed
+    assert res["parse_failures"] == 0
+    assert res["dev_detail"]["before"]["failed_samples"] == 0 and res["dev_detail"]["after"]["failed_samples"] == 0
+    # the metric ran on real parsed predictions (MIPRO trials + bootstrapping)
+    assert res["metric"]["scored_predictions"] > 0 and res["metric"]["calls"] >= res["metric"]["scored_predictions"]
+    if res["kept"] == "default":
+        assert "did not beat the default" in res["note"]
+    for name in ("program.json", "template.yaml", "optimized.yaml", "predictions/dev_before.jsonl",
+                 "predictions/dev_after.jsonl"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "program.json").read_text())["extract"]["signature"]["instructions"]
+    tpl = load_template(str(out / "template.yaml"))
+    assert tpl.task == task and tpl.instruction
+    return res
+
+
+def _same_prompt_as_extract(out: Path, task: str) -> None:
+    """What MIPRO scored (DSPy program + adapter) is what `llmie extract --prompt` sends."""
+    import dspy
+
+    from llmie.massie.prompt import load_template, messages
+    from llmie.optimize.program import MassieAdapter, MassieProgram
+    from llmie.optimize.run import default_schema
+
+    schema = default_schema(task, ["eng"])
+    prog = MassieProgram(task, schema, "placeholder instruction", load_template(f"massie.{task}.v1").format)
+    prog.load(str(out / "program.json"))
+    labels = prog.labels[:6]
+    text = "Ada Lovelace worked with Charles Babbage in London."
+    got = MassieAdapter().format(prog.extract.signature, prog.extract.demos, {"text": text, "labels": labels})
+    want = messages(load_template(str(out / "optimized.yaml")), text, labels)
+    assert got == want
+    assert isinstance(prog.extract.signature.instructions, str) and dspy is not None
+
+
+@pytest.mark.slow
+def test_smoke_run_starts_and_stops_the_embedded_server(tmp_path, data_dir):
+    out = tmp_path / "opt"
+    r = _cli("optimize", "--task", "ner", "--preset", "smoke", "--nonempty", "0.6", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["parse_failures"] == 0
+    res = _check_outputs(out, "ner")
+    assert res["data"]["n_train"] == 8 and res["data"]["n_dev"] == 5
+    pid = int(re.search(r"server pid (\d+)", r.stderr).group(1))
+    assert not pid_alive(pid), "the embedded server outlived llmie optimize"
+    # real predictions, grounded into the document text
+    preds = [json.loads(x) for x in (out / "predictions/dev_before.jsonl").read_text().splitlines()]
+    assert len(preds) == 5 and all(p["meta"]["parse_status"] == "ok" for p in preds)
+    assert sum(len(p["spans"]) for p in preds) > 0
+    for p in preds:
+        for s in p["spans"]:
+            assert s["start"] is None or p["text"][s["start"]:s["end"]] == s["text"]
+    _same_prompt_as_extract(out, "ner")
+
+
+@pytest.fixture(scope="module")
+def user_server(tmp_path_factory):
+    """A server started the way a user would: `llmie serve` in another shell; stopped by its PID."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([*LLMIE, "serve", "--port", str(port), "--name", "usersmol"], stdout=f,
+                                stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900  # vLLM start: ~45 s idle, minutes on a busy CPU
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "llmie serve did not become healthy"
+            time.sleep(1)
+        yield url + "/v1"
+    finally:
+        proc.terminate()  # SIGTERM to that PID: `llmie serve` stops its vLLM server
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_re_smoke_against_a_user_started_server(user_server, tmp_path, data_dir):
+    out = tmp_path / "opt_re"
+    r = _cli("optimize", "--task", "re", "--preset", "smoke", "--n-train", "5", "--n-dev", "3",
+             "--api-base", user_server, "--model-name", "usersmol", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = _check_outputs(out, "re")
+    assert res["model"]["name"] == "usersmol" and res["model"]["served"] is None  # no server of our own
+    assert len(res["labels"]) == 6
+    preds = [json.loads(x) for x in (out / "predictions/dev_after.jsonl").read_text().splitlines()]
+    assert len(preds) == 3 and all(p["meta"]["parse_status"] == "ok" for p in preds)
+    _same_prompt_as_extract(out, "re")
+    # the saved prompt drives `llmie extract --prompt DIR` on the same server
+    inp = tmp_path / "in.txt"
+    inp.write_text("Anna Berg works for Volvo in Gothenburg.\n", encoding="utf-8")
+    r = _cli("extract", "--task", "re", "--labels", ",".join(res["labels"]), "--in", str(inp),
+             "--out", str(tmp_path / "x.jsonl"), "--backend", "openai", "--model", "usersmol",
+             "--api-base", user_server, "--prompt", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "x.jsonl").read_text().splitlines()[0])
+    assert doc["meta"]["template"] == load_name(out / "template.yaml") and doc["meta"]["parse_status"] == "ok"
+
+
+def load_name(path: Path) -> str:
+    from llmie.massie.prompt import load_template
+
+    return load_template(str(path)).name
+
+
+def test_dry_run_counts_calls_without_a_server(data_dir):
+    r = _cli("optimize", "--preset", "smoke", "--dry-run", timeout=120)
+    assert r.returncode == 0, r.stderr
+    est = json.loads(r.stdout)["lm_calls_max"]
+    # smoke: 3 candidate sets -> 1 bootstrapped set over 8 train docs; 3 trials x 5 dev; default 5;
+    # our dev before/after 2 x 5; 1 batch per document (3 UNER labels)
+    assert est["task"] == {"bootstrap_max": 8, "default_program": 5, "trials": 15, "dev_before_after_and_test": 10,
+                           "total_max": 38}
+    assert est["prompt"]["total_max"] == 3
+    assert "at most 38 task-model calls" in r.stderr
+    # paper defaults: K=3, m=12, minibatch 25, 50 trials, full eval every 10 trials
+    r = _cli("optimize", "--dry-run", timeout=120)
+    est = json.loads(r.stdout)["lm_calls_max"]
+    assert est["settings"]["num_trials"] == 50 and est["settings"]["minibatch_size"] == 25
+    assert est["task"]["trials"] == 50 * 25 + (50 // 10 + 1) * 50
+
+
+def test_estimate_light_mode_and_label_batches():
+    from llmie.optimize import OptimizeConfig, estimate_calls
+
+    est = estimate_calls(OptimizeConfig(auto="light"), n_train=50, n_dev=50, n_test=0, n_batches=2)
+    assert est["settings"]["num_trials"] == 10 and est["settings"]["num_instruct"] == 3
+    assert est["task"]["trials"] == 10 * 50 * 2  # valset <= 50: no minibatching in DSPy's light mode
+
+
+def test_metric_scores_parse_failure_zero_and_partial_credit():
+    import dspy
+
+    from llmie.optimize.program import LF1Metric
+
+    m = LF1Metric("ner")
+    gold = dspy.Example(answer={"PER": ["Ada Lovelace"], "LOC": []})
+    assert m(gold, dspy.Prediction(answer={"PER": ["Ada Lovelace"]}, parse_failures=0)) == 1.0
+    assert 0 < m(gold, dspy.Prediction(answer={"PER": ["Ada Lovelac"]}, parse_failures=0)) < 1
+    assert m(gold, dspy.Prediction(answer={"PER": ["Ada Lovelace"]}, parse_failures=1)) == 0.0
+    assert m(gold, None) == 0.0
+    assert m.calls == 4 and m.scored_predictions == 2
+
+
+def test_degenerate_proposals_are_recognised():
+    from llmie.optimize.program import degenerate_instruction
+
+    assert degenerate_instruction("{proposed_instruction}")
+    assert degenerate_instruction('{"PER": ["x"]}')
+    assert degenerate_instruction("Extract.")
+    assert degenerate_instruction("Extract all person, organisation and place names from the text.") is None
