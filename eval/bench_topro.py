@@ -50,6 +50,14 @@ def markdown(res: dict) -> str:
             lines.append(f"| {k} | {v.get('token_weighted_f1', '-')} | {v.get('seqeval_f1', '-')} | "
                          f"{v['cost']['tokens']} | {v['cost']['forward_passes']} | {v['cost']['seconds']} |")
         lines += ["", "ratios: " + json.dumps(L["ratios"])]
+    if "vllm" in res:
+        V = res["vllm"]
+        lines += ["", f"## vLLM restricted scoring ({V['words']} words / {V['sentences']} sentences)", "",
+                  "| run | token wF1 | seqeval F1 | prompt tokens | cached tokens | seconds |", "|---|---|---|---|---|---|"]
+        for k, v in V["runs"].items():
+            lines.append(f"| {k} | {v['token_weighted_f1']} | {v['seqeval_f1']} | {v['cost']['tokens']} | "
+                         f"{v['cost'].get('cached_tokens', '-')} | {v['cost']['seconds']} |")
+        lines += ["", f"off/on seconds: {V['off/on (seconds)']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -103,20 +111,24 @@ def llm_part(args, res: dict, out: Path, data: Path) -> None:
     sents, gold = [p[0] for p in pick], [p[1] for p in pick]
     be = HFBackend(resolve_llm("embedded"), batch_size=16)
     lt = LLMTopro(load_template("topro.ner.v1"), be)
-    runs = {}
+    runs: dict = {}
+    res["llm_partial"] = runs  # written after each run, so a crash keeps what finished
     tags_r, c_r, lp_r = lt.score(sents, reuse_prefix=True)
     runs["score, prefix reuse"] = {**scores(gold, for_seqeval(tags_r), "ner"), "cost": c_r.as_dict()}
+    _write(res, out)
     tags_n, c_n, lp_n = lt.score(sents, reuse_prefix=False, batch_size=16)
     runs["score, no reuse"] = {**scores(gold, for_seqeval(tags_n), "ner"), "cost": c_n.as_dict(),
                                "same_predictions": tags_n == tags_r,
                                "max_abs_logprob_diff": float((lp_r - lp_n).abs().max())}
+    _write(res, out)
     runs["one sentence-level prompt (prefill)"] = {"cost": lt.sentence_level_cost(sents).as_dict()}
+    _write(res, out)
     runs["one sentence-level prompt (prefill + 2 tokens/word)"] = {"cost": lt.sentence_generate_cost(sents).as_dict()}
+    _write(res, out)
     g_sents = sents[: max(1, len(sents) * args.gen_share // 100)]
     tags_g, c_g = lt.generate(g_sents)
     runs[f"generate-then-match ({len(g_sents)} sents)"] = {
-        "token_weighted_f1": scores(gold[:len(g_sents)], tags_g, "ner")["token_weighted_f1"],
-        "seqeval_f1": scores(gold[:len(g_sents)], for_seqeval(tags_g), "ner")["seqeval_f1"], "cost": c_g.as_dict()}
+        **scores(gold[:len(g_sents)], tags_g, "ner"), "cost": c_g.as_dict()}  # <none>: wrong for token F1, O for seqeval
     sec = {k: v["cost"]["seconds"] for k, v in runs.items()}
     tok = {k: v["cost"]["tokens"] for k, v in runs.items()}
     ratios = {
@@ -128,9 +140,38 @@ def llm_part(args, res: dict, out: Path, data: Path) -> None:
             sec["score, prefix reuse"] / sec["one sentence-level prompt (prefill + 2 tokens/word)"], 2),
         "no_reuse/sentence prefill (seconds)": round(sec["score, no reuse"] / sec["one sentence-level prompt (prefill)"], 2),
     }
+    res.pop("llm_partial", None)
     res["llm"] = {"model": "SmolLM2-135M-Instruct (embedded)", "template": "topro.ner.v1", "sentences": len(sents),
                   "words": sum(len(s) for s in sents), "verbalizer": lt.verb.as_dict(), "runs": runs, "ratios": ratios}
     be.close()
+    _write(res, out)
+
+
+def vllm_part(args, res: dict, out: Path, data: Path) -> None:
+    """Restricted scoring on the vLLM engine (allowed_token_ids, 1 token), prefix caching on vs off."""
+    from llmie.backends.vllm import VLLMBackend
+    from llmie.models.embedded import resolve_llm
+    from llmie.topro.decompose import load_template
+    from llmie.topro.llm import LLMTopro, for_seqeval
+
+    _, sents, gold = read_tagged(default_file("ner", "test", data), "ner", limit=2000)
+    n, k = 0, 0
+    while k < len(sents) and n < args.llm_words:
+        n += len(sents[k])
+        k += 1
+    sents, gold = sents[:k], gold[:k]
+    runs = {}
+    for caching in (True, False):
+        be = VLLMBackend(resolve_llm("embedded"), enable_prefix_caching=caching)
+        lt = LLMTopro(load_template("topro.ner.v1"), be)
+        lt.score(sents[:2])  # warm-up (graph/first-batch costs are not prefix effects)
+        tags, cost, _ = lt.score(sents)
+        runs[f"vllm score, prefix caching {'on' if caching else 'off'}"] = {
+            **scores(gold, for_seqeval(tags), "ner"), "cost": cost.as_dict()}
+        be.close()
+    on, off = runs["vllm score, prefix caching on"], runs["vllm score, prefix caching off"]
+    res["vllm"] = {"sentences": len(sents), "words": sum(len(s) for s in sents), "runs": runs,
+                   "off/on (seconds)": round(off["cost"]["seconds"] / on["cost"]["seconds"], 2)}
     _write(res, out)
 
 
@@ -152,6 +193,7 @@ def main() -> None:
     ap.add_argument("--gen-share", type=int, default=50, help="percent of the LLM sentences for generate-then-match")
     ap.add_argument("--skip-encoder", action="store_true")
     ap.add_argument("--skip-llm", action="store_true")
+    ap.add_argument("--vllm", action="store_true", help="also measure vLLM prefix caching (two engine starts)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     data = data_dir()
@@ -162,6 +204,8 @@ def main() -> None:
         llm_part(args, res, args.out, data)
     if not args.skip_encoder:
         encoder_part(args, res, args.out, data)
+    if args.vllm:
+        vllm_part(args, res, args.out, data)
     res["seconds_total"] = round(time.perf_counter() - t0, 1)
     _write(res, args.out)
     print(markdown(res))
