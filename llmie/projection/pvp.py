@@ -24,43 +24,15 @@ import numpy as np
 import torch
 
 from llmie.projection.algorithms import Projection, project_rows
-from llmie.projection.binary import encode_pairs, load_binary_model, marked_target_probs
+from llmie.projection.binary import BinaryAlignModel, encode_pairs, load_binary_model, marked_target_probs
 from llmie.projection.encoder import TextTooLong
 
 FORMAT = "llmie-pvp-projector"
 EMBEDDED = Path(__file__).resolve().parents[1] / "data" / "projectors" / "pvp-e5-small"
 
 
-class SpanSimHead(torch.nn.Module):
-    def __init__(self, hidden: int, marker_id: int, scale: float = 10.0, bias: float = -6.0):
-        super().__init__()
-        self.linear = torch.nn.Linear(hidden, 1)
-        torch.nn.init.zeros_(self.linear.weight)
-        torch.nn.init.zeros_(self.linear.bias)
-        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
-        self.bias = torch.nn.Parameter(torch.tensor(float(bias)))
-        self.register_buffer("marker", torch.tensor(int(marker_id)), persistent=False)
-
-    def forward(self, h: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        m = input_ids == self.marker
-        inside = (m.cumsum(1) == 1) & ~m                  # tokens between the two markers
-        w = inside.unsqueeze(-1).to(h.dtype)
-        span = (h * w).sum(1) / w.sum(1).clamp(min=1)
-        cos = torch.nn.functional.cosine_similarity(h, span.unsqueeze(1), dim=-1)
-        return self.scale * cos + self.bias + self.linear(h).squeeze(-1)
-
-
-class PVPModel(torch.nn.Module):
-    """Encoder + span-similarity head: one logit per token."""
-
-    def __init__(self, encoder: torch.nn.Module, marker_id: int):
-        super().__init__()
-        self.encoder = encoder
-        self.head = SpanSimHead(encoder.config.hidden_size, marker_id)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(h, input_ids)
+class PVPModel(BinaryAlignModel):
+    """Encoder + span-similarity head (the binary aligner's model; here the marker wraps a whole span)."""
 
 
 def span_token_range(pe, word_idx: list[int]) -> tuple[int, int] | None:
