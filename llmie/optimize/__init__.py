@@ -1,4 +1,9 @@
 """`llmie optimize`: DSPy MIPROv2 over MASSIE batched-schema prompts with the LF1 metric."""
-from llmie.optimize.run import OptimizeConfig, estimate_calls, run_optimize
+import os
+
+# litellm (under DSPy) fetches a model price list from GitHub at import, with retries: no network at run time
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from llmie.optimize.run import OptimizeConfig, estimate_calls, run_optimize  # noqa: E402
 
 __all__ = ["OptimizeConfig", "estimate_calls", "run_optimize"]
