@@ -381,7 +381,8 @@ def serve(model: str = typer.Option("embedded", "--model", help="embedded or a m
           port: Optional[int] = typer.Option(None, "--port"),
           host: str = typer.Option("127.0.0.1", "--host", help="Bind address (127.0.0.1 unless you mean it)."),
           lora: list[str] = typer.Option([], "--lora", help="NAME=DIR adapters to serve (repeatable)."),
-          name: str = typer.Option("llmie", "--name", help="Served model name.")) -> None:
+          name: str = typer.Option("llmie", "--name", help="Served model name."),
+          timeout: float = typer.Option(240, "--timeout", help="Seconds to wait until the server is healthy.")) -> None:
     """Start a vLLM OpenAI-compatible server on 127.0.0.1; Ctrl-C stops it."""
     from llmie.backends.serve import serve_forever
 
@@ -391,7 +392,7 @@ def serve(model: str = typer.Option("embedded", "--model", help="embedded or a m
             _fail(f"--lora expects NAME=DIR, got {item!r}")
         k, v = item.split("=", 1)
         adapters[k] = v
-    serve_forever(model=model, port=port, host=host, lora=adapters or None, served_name=name,
+    serve_forever(model=model, port=port, host=host, lora=adapters or None, served_name=name, timeout=timeout,
                   allow_remote=host not in ("127.0.0.1", "localhost"))
 
 

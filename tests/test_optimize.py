@@ -100,7 +100,8 @@ def user_server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as f:
-        proc = subprocess.Popen([*LLMIE, "serve", "--port", str(port), "--name", "usersmol"], stdout=f,
+        proc = subprocess.Popen([*LLMIE, "serve", "--port", str(port), "--name", "usersmol",
+                                 "--timeout", "900"], stdout=f,
                                 stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 900  # vLLM start: ~45 s idle, minutes on a busy CPU
