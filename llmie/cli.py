@@ -69,29 +69,34 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def _projector(method: str, model: str, batch_size: int, adapter: Optional[str] = None):
+def _projector(method: str, model: str, batch_size: int, adapter: Optional[str] = None, best_run: bool = True):
     """A function pairs -> target Documents, with the aligner loaded now (so timings exclude the load)."""
     from llmie.projection.project import METHODS, get_aligner, project
 
     if method not in METHODS:
         _fail(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    kw = {"adapter": adapter} if adapter and method in ("binary", "pvp") else {}
+    kw = {"adapter": adapter} if adapter and method in ("binary", "binary-w", "pvp") else {}
     try:
         get_aligner(method, model, **kw)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         _fail(f"cannot load the {method} projector ({model}): {e}")
-    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size, **kw))
+    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size, best_run=best_run, **kw))
+
+
+BEST_RUN_HELP = ("binary/pvp: when a span's aligned words split into runs (a repeated name), keep the best "
+                 "run (llmie's default) or fail the sample (--strict-runs, the paper's rule).")
 
 
 @app.command()
 def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (tgt_spans optional)."),
             out: Path = typer.Option(..., "--out", help="Output llmie JSONL: target documents with spans + status."),
-            method: str = typer.Option("awesome", "--method", help="awesome | binary | pvp"),
+            method: str = typer.Option("awesome", "--method", help="awesome | binary | binary-w | pvp"),
             model: str = typer.Option("embedded", "--model", help="Encoder: embedded, a local folder or a hub id."),
             batch_size: int = typer.Option(32, "--batch-size"),
             threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a shared 2-core box)."),
             adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder (default: "
-                                                                          "the one shipped with llmie).")
+                                                                          "the one shipped with llmie)."),
+            best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP)
             ) -> None:
     """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason)."""
     from rich.progress import track
@@ -103,7 +108,7 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     if not inp.exists():
         _fail(f"{inp}: no such file")
     _threads(threads)
-    fn = _projector(method, model, batch_size, adapter)
+    fn = _projector(method, model, batch_size, adapter, best_run)
     records = list(read_exp_records(inp))
     n_ok = n_bad = 0
     write_jsonl([], out)
@@ -126,7 +131,8 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
 
 @app.command("eval")
 def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhaner | uner"),
-          method: str = typer.Option("awesome", "--method", help="exp: awesome | binary | pvp; align: awesome | binary"),
+          method: str = typer.Option("awesome", "--method", help="exp: awesome | binary | binary-w | pvp; "
+                                                                 "align: awesome | binary"),
           data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LLMIE_DATA_DIR/<bench>)."),
           pairs: Optional[str] = typer.Option(None, "--pairs", help="Comma-separated language pairs, e.g. en-de,en-es."),
           limit: Optional[int] = typer.Option(None, "--limit", help="At most N pairs per file."),
@@ -145,7 +151,8 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
           translator: str = typer.Option("auto", "--translator", help="transfusion: MT engine for translate-test."),
           translations: Optional[Path] = typer.Option(None, "--translations", help="transfusion: pre-translated "
                                                       "JSONL ({source, translation} rows) instead of MT."),
-          max_tokens: int = typer.Option(256, "--max-tokens", help="plain/transfusion: generation budget.")) -> None:
+          max_tokens: int = typer.Option(256, "--max-tokens", help="plain/transfusion: generation budget."),
+          best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP)) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from llmie.config import data_dir
 
@@ -160,7 +167,7 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
             prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
             if prev.get("method") != method:
                 _fail(f"{out} holds results of method {prev.get('method')!r}; use another --out")
-        fn = _projector(method, model, batch_size, adapter)
+        fn = _projector(method, model, batch_size, adapter, best_run)
         from rich.progress import Progress
 
         with Progress(transient=True) as prog:

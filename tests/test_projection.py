@@ -173,3 +173,17 @@ def test_eval_exp_results_shape(tmp_path, data_dir):
     assert r2.returncode == 0, r2.stderr
     assert (out / "predictions/relx/en-de.jsonl").read_text().splitlines() == preds
     assert json.loads((out / "results.json").read_text())["pairs"]["en-de"]["em"] == res["pairs"]["en-de"]["em"]
+
+
+def test_best_run_picks_the_scored_run_of_a_repeated_name():
+    from llmie.projection.algorithms import project_rows
+
+    # target: "Sacramento Heatwave ist ... in Sacramento ," -> span 0 aligned to words 0, 1 and 5
+    rows = np.array([[1, 1, 0, 0, 0, 1, 0]], dtype=bool)
+    assert not project_rows(rows).ok                                    # the paper's rule: the sample fails
+    scores = np.array([[0.96, 0.94, 0.1, 0.0, 0.0, 0.8, 0.0]])
+    assert project_rows(rows, scores=scores, src_rel=[0.1]).spans == ((0, 1),)
+    # a tie between two copies of one word is broken by relative position; used words are skipped
+    rows2 = np.array([[1, 0, 0, 1], [1, 0, 0, 1]], dtype=bool)
+    sc2 = np.array([[0.9, 0, 0, 0.9], [0.9, 0, 0, 0.9]])
+    assert project_rows(rows2, scores=sc2, src_rel=[0.9, 0.1]).spans == ((3, 3), (0, 0))

@@ -9,6 +9,11 @@
 `bridge=True` (llmie's default, documented deviation) fills holes made only of punctuation or
 inside one whitespace-delimited token before the contiguity check, and trims punctuation at the
 edges; with `bridge=False` the rules are exactly the paper's.
+
+`scores` (second deviation, used by the probability-based projectors `binary` and `pvp`): when a span's
+aligned words form several contiguous runs, which happens mostly with a repeated name ("Sacramento
+Heatwave ... in Sacramento"), keep the run with the highest sum of word scores minus its distance in
+relative position to the source span, instead of failing the sample. Without `scores` a split fails.
 """
 from __future__ import annotations
 
@@ -48,9 +53,34 @@ def _bridge(idx: list[int], words: Sequence[Word] | None, keep_left: bool, keep_
     return out
 
 
+def _runs(idx: list[int]) -> list[list[int]]:
+    out = [[idx[0]]]
+    for j in idx[1:]:
+        (out[-1].append(j) if j == out[-1][-1] + 1 else out.append([j]))
+    return out
+
+
+def best_run(idx: list[int], score: np.ndarray, used: set[int], src_rel: float | None) -> list[int] | None:
+    """The contiguous run of `idx` not overlapping `used` with the best sum of scores minus relative distance."""
+    u = max(1, len(score))
+    best, best_v = None, -np.inf
+    for run in _runs(idx):
+        if used.intersection(run):
+            continue
+        v = float(score[run].sum()) - (abs((run[0] + run[-1]) / 2 / u - src_rel) if src_rel is not None else 0.0)
+        if v > best_v:
+            best, best_v = run, v
+    return best
+
+
 def project_rows(rows: np.ndarray, tgt_words: Sequence[Word] | None = None,
-                 src_edge_punct: Sequence[tuple[bool, bool]] | None = None, *, bridge: bool = True) -> Projection:
-    """Algorithm 3 (and the core of Algorithm 1): `rows` is a boolean (m x u) span x target-word matrix."""
+                 src_edge_punct: Sequence[tuple[bool, bool]] | None = None, *, bridge: bool = True,
+                 scores: np.ndarray | None = None, src_rel: Sequence[float] | None = None) -> Projection:
+    """Algorithm 3 (and the core of Algorithm 1): `rows` is a boolean (m x u) span x target-word matrix.
+
+    `scores` (m x u floats, e.g. the probabilities behind `rows`) and `src_rel` (each source span's
+    relative position in [0, 1]) turn on the best-run choice for split spans (module docstring).
+    """
     used: set[int] = set()
     spans = []
     for i, row in enumerate(np.asarray(rows, dtype=bool)):
@@ -60,6 +90,10 @@ def project_rows(rows: np.ndarray, tgt_words: Sequence[Word] | None = None,
         if bridge:
             keep_l, keep_r = src_edge_punct[i] if src_edge_punct is not None else (False, False)
             idx = _bridge(idx, tgt_words, keep_l, keep_r)
+        if idx[-1] - idx[0] + 1 != len(idx) and scores is not None:
+            run = best_run(idx, np.asarray(scores[i], dtype=float), used,
+                           None if src_rel is None else float(src_rel[i]))
+            idx = run if run is not None else idx
         if idx[-1] - idx[0] + 1 != len(idx):
             return Projection(None, f"span {i}: aligned target words are not contiguous")
         if used.intersection(idx):

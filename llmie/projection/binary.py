@@ -331,9 +331,13 @@ class BinaryAligner:
     name = "binary"
 
     def __init__(self, model: str = "embedded", adapter: str | Path | None = "embedded", threshold: float = 0.5,
-                 batch_size: int = 32, max_length: int = 256, marker_id: int | None = None):
+                 batch_size: int = 32, max_length: int = 256, marker_id: int | None = None,
+                 symmetric: bool = False):
         self.tokenizer, self.model, self.marker_id, self.meta = load_binary_model(model, adapter, marker_id)
         self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length
+        self.symmetric = symmetric
+        if symmetric:
+            self.name = "binary-w"
 
     @classmethod
     def from_parts(cls, tokenizer, model: BinaryAlignModel, marker_id: int, threshold: float = 0.5,
@@ -342,6 +346,7 @@ class BinaryAligner:
         self = cls.__new__(cls)
         self.tokenizer, self.model, self.marker_id, self.meta = tokenizer, model, marker_id, {}
         self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length
+        self.symmetric = False
         return self
 
     def word_probabilities(self, pairs: list[tuple[str, str]], src_words: list[list[Word]],
@@ -350,8 +355,28 @@ class BinaryAligner:
         """(r x u) float P(i, j) per pair; a TextTooLong in the slot of a pair over `max_length` tokens.
 
         `rows` (per pair) limits the forward passes to those source words (projection needs only the words
-        inside source spans); the other rows stay 0.
+        inside source spans); the other rows stay 0. `symmetric` (the PVP paper's BINARY-W): the mean of
+        P(i, j) and the swapped direction's P(j, i) (one more pass per target word), which tells repeated
+        target words apart ("Sacramento ... Sacramento").
         """
+        out = self._probs(pairs, src_words, tgt_words, rows)
+        if not self.symmetric:
+            return out
+        back = self._probs([(t, s) for s, t in pairs], tgt_words, src_words, None)
+        for k, (m, b) in enumerate(zip(out, back)):
+            if isinstance(m, Exception) or isinstance(b, Exception):
+                out[k] = m if isinstance(m, Exception) else b
+                continue
+            both = (m + b.T) / 2
+            if rows is not None:
+                keep = np.zeros(len(m), dtype=bool)
+                keep[sorted(rows[k])] = True
+                both[~keep] = 0.0
+            out[k] = both.astype(np.float32)
+        return out
+
+    def _probs(self, pairs: list[tuple[str, str]], src_words: list[list[Word]], tgt_words: list[list[Word]],
+               rows: list[set[int]] | None) -> list[np.ndarray | Exception]:
         encs = encode_pairs(self.tokenizer, pairs, src_words, tgt_words)
         out: list[np.ndarray | Exception] = []
         jobs: list[tuple[int, tuple[int, int]]] = []   # (pair index, marked token span), one forward pass each
@@ -377,10 +402,13 @@ class BinaryAligner:
                 m[i] = np.where(tw, tok_p[:, None], 0.0).max(axis=0) if len(tok_p) else 0.0
         return out
 
-    def project_batch(self, todo, bridge: bool = True) -> list:
-        """Algorithm 1 on the rows of the source-span words only (one pass per span word, not per word)."""
-        from llmie.projection.algorithms import algorithm1
-        from llmie.projection.project import _edge_punct
+    def project_batch(self, todo, bridge: bool = True, best_run: bool = True) -> list:
+        """Algorithm 1 on the rows of the source-span words only (one pass per span word, not per word).
+
+        `best_run`: a span whose aligned words split into runs keeps its best run (see algorithms.py).
+        """
+        from llmie.projection.algorithms import project_rows, span_rows
+        from llmie.projection.project import _edge_punct, src_rel
 
         probs = self.word_probabilities([(p.pair.src.text, p.pair.tgt_text) for p in todo],
                                         [p.src_words for p in todo], [p.tgt_words for p in todo],
@@ -391,7 +419,9 @@ class BinaryAligner:
                 out.append(m)
                 continue
             edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
-            out.append(algorithm1(m > self.threshold, p.src_span_words, p.tgt_words, edges, bridge=bridge))
+            scores = np.stack([m[ws].max(axis=0) for ws in p.src_span_words]) if best_run else None
+            out.append(project_rows(span_rows(m > self.threshold, p.src_span_words), p.tgt_words, edges,
+                                    bridge=bridge, scores=scores, src_rel=src_rel(p) if best_run else None))
         return out
 
     def word_alignments(self, pairs: list[tuple[str, str]], src_words: list[list[Word]],

@@ -13,7 +13,7 @@ from llmie.projection.algorithms import Projection, algorithm1
 from llmie.projection.words import Word, segment, words_in_span
 from llmie.schema import Document, ProjectionPair, Span
 
-METHODS = ("awesome", "binary", "pvp")
+METHODS = ("awesome", "binary", "binary-w", "pvp")
 
 
 @lru_cache(maxsize=4)
@@ -21,9 +21,9 @@ def get_aligner(method: str, model: str = "embedded", **kwargs):
     if method == "awesome":
         from llmie.projection.awesome import AwesomeAligner
         return AwesomeAligner(model, **kwargs)
-    if method == "binary":
+    if method in ("binary", "binary-w"):
         from llmie.projection.binary import BinaryAligner
-        return BinaryAligner(model, **kwargs)
+        return BinaryAligner(model, symmetric=method == "binary-w", **kwargs)
     if method == "pvp":
         from llmie.projection.pvp import PVPProjector
         return PVPProjector(model, **kwargs)
@@ -33,6 +33,12 @@ def get_aligner(method: str, model: str = "embedded", **kwargs):
 def _edge_punct(text: str, span: Span) -> tuple[bool, bool]:
     t = span.text
     return (bool(t) and not t[0].isalnum(), bool(t) and not t[-1].isalnum())
+
+
+def src_rel(p: "Prepared") -> list[float]:
+    """Relative position (0-1) of each source span's centre word in its sentence."""
+    n = max(1, len(p.src_words))
+    return [(ws[0] + ws[-1]) / 2 / n if ws else 0.5 for ws in p.src_span_words]
 
 
 @dataclass
@@ -71,15 +77,21 @@ def to_document(p: Prepared, proj: Projection | None, reason: str | None = None)
 
 
 def project(pairs: Iterable[ProjectionPair], method: str = "awesome", model: str = "embedded",
-            batch_size: int = 32, bridge: bool = True, **kwargs) -> Iterator[Document]:
-    """Project the source spans of each pair onto its target text, in input order, batch by batch."""
+            batch_size: int = 32, bridge: bool = True, best_run: bool = True, **kwargs) -> Iterator[Document]:
+    """Project the source spans of each pair onto its target text, in input order, batch by batch.
+
+    `bridge` and `best_run` are llmie's documented deviations from the paper's algorithms (see
+    algorithms.py); `best_run` applies to the probability-based methods (binary, pvp).
+    """
     aligner = get_aligner(method, model, **kwargs)
     batch: list[Prepared] = []
 
     def flush() -> Iterator[Document]:
         todo = [p for p in batch if p.error is None]
-        results = aligner.project_batch(todo, bridge=bridge) if hasattr(aligner, "project_batch") else \
-            _word_alignment_projection(aligner, todo, bridge)
+        if hasattr(aligner, "project_batch"):
+            results = aligner.project_batch(todo, bridge=bridge, best_run=best_run)
+        else:
+            results = _word_alignment_projection(aligner, todo, bridge)
         res = dict(zip((id(p) for p in todo), results))
         for p in batch:
             if p.error is not None:

@@ -77,8 +77,9 @@ class PVPProjector:
                 out[k][i] = np.where(encs[k].tgt_tw, tok_p[:, None], 0.0).max(axis=0)  # type: ignore[index]
         return out
 
-    def project_batch(self, todo, bridge: bool = True) -> list[Projection | Exception]:
-        from llmie.projection.project import _edge_punct
+    def project_batch(self, todo, bridge: bool = True, best_run: bool = True) -> list[Projection | Exception]:
+        """Algorithm 3; `best_run`: a span whose words split into runs keeps its best run (algorithms.py)."""
+        from llmie.projection.project import _edge_punct, src_rel
 
         out: list[Projection | Exception] = []
         for p, b in zip(todo, self.span_probabilities(todo)):
@@ -86,5 +87,6 @@ class PVPProjector:
                 out.append(b)
                 continue
             edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
-            out.append(project_rows(b > self.threshold, p.tgt_words, edges, bridge=bridge))
+            out.append(project_rows(b > self.threshold, p.tgt_words, edges, bridge=bridge,
+                                    scores=b if best_run else None, src_rel=src_rel(p) if best_run else None))
         return out
