@@ -69,7 +69,8 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def _projector(method: str, model: str, batch_size: int, adapter: Optional[str] = None, best_run: bool = True):
+def _projector(method: str, model: str, batch_size: int, adapter: Optional[str] = None, best_run: bool = True,
+               elision: bool = False):
     """A function pairs -> target Documents, with the aligner loaded now (so timings exclude the load)."""
     from llmie.projection.project import METHODS, get_aligner, project
 
@@ -80,11 +81,16 @@ def _projector(method: str, model: str, batch_size: int, adapter: Optional[str] 
         get_aligner(method, model, **kw)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         _fail(f"cannot load the {method} projector ({model}): {e}")
-    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size, best_run=best_run, **kw))
+    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size, best_run=best_run,
+                                      elision=elision, **kw))
 
 
 BEST_RUN_HELP = ("binary/pvp: when a span's aligned words split into runs (a repeated name), keep the best "
                  "run (llmie's default) or fail the sample (--strict-runs, the paper's rule).")
+
+
+ELISION_HELP = ("Take an elided article glued to a span's first word into the span (l'atmosphère): "
+                "a dataset convention (ABSA-EXP fr: yes; RELX/Europarl: no).")
 
 
 @app.command()
@@ -96,7 +102,8 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
             threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a shared 2-core box)."),
             adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder (default: "
                                                                           "the one shipped with llmie)."),
-            best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP)
+            best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
+            elision: bool = typer.Option(False, "--elision", help=ELISION_HELP)
             ) -> None:
     """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason)."""
     from rich.progress import track
@@ -108,7 +115,7 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     if not inp.exists():
         _fail(f"{inp}: no such file")
     _threads(threads)
-    fn = _projector(method, model, batch_size, adapter, best_run)
+    fn = _projector(method, model, batch_size, adapter, best_run, elision)
     records = list(read_exp_records(inp))
     n_ok = n_bad = 0
     write_jsonl([], out)
@@ -152,7 +159,8 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
           translations: Optional[Path] = typer.Option(None, "--translations", help="transfusion: pre-translated "
                                                       "JSONL ({source, translation} rows) instead of MT."),
           max_tokens: int = typer.Option(256, "--max-tokens", help="plain/transfusion: generation budget."),
-          best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP)) -> None:
+          best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
+          elision: bool = typer.Option(False, "--elision", help=ELISION_HELP)) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from llmie.config import data_dir
 
@@ -167,7 +175,7 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
             prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
             if prev.get("method") != method:
                 _fail(f"{out} holds results of method {prev.get('method')!r}; use another --out")
-        fn = _projector(method, model, batch_size, adapter, best_run)
+        fn = _projector(method, model, batch_size, adapter, best_run, elision)
         from rich.progress import Progress
 
         with Progress(transient=True) as prog:

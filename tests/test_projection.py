@@ -187,3 +187,24 @@ def test_best_run_picks_the_scored_run_of_a_repeated_name():
     rows2 = np.array([[1, 0, 0, 1], [1, 0, 0, 1]], dtype=bool)
     sc2 = np.array([[0.9, 0, 0, 0.9], [0.9, 0, 0, 0.9]])
     assert project_rows(rows2, scores=sc2, src_rel=[0.9, 0.1]).spans == ((3, 3), (0, 0))
+
+
+def test_unaligned_gap_fill_and_elision():
+    from llmie.projection.algorithms import fill_unaligned_gaps
+    from llmie.projection.project import elision_start
+
+    # source "wine list" -> target "liste de vins": "de" aligns to nothing, so the hole is filled
+    a = np.array([[0, 0, 1], [1, 0, 0]], dtype=bool)
+    assert algorithm1(a, [[0, 1]], bridge=False).reason.endswith("not contiguous")
+    assert algorithm1(a, [[0, 1]]).spans == ((0, 2),)
+    # a hole word aligned to another source word is not filled
+    a2 = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=bool)
+    assert not algorithm1(a2, [[0, 1]]).ok
+    assert fill_unaligned_gaps(np.array([[1, 0, 0, 0, 1]], bool), np.zeros((1, 5), bool)).all() == False  # noqa: E712
+    text = "Nous aimons l'atmosphère et Michigan'daki"
+    words = segment(text)
+    k = next(i for i, w in enumerate(words) if text[w.start:w.end] == "atmosphère")
+    assert text[words[elision_start(text, words, k)].start:words[k].end] == "l'atmosphère"
+    m = next(i for i, w in enumerate(words) if text[w.start:w.end] == "daki")
+    assert elision_start(text, words, m) == m                      # not at the token's start
+    assert elision_start(text, words, 0) == 0

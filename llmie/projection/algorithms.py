@@ -8,7 +8,8 @@
 
 `bridge=True` (llmie's default, documented deviation) fills holes made only of punctuation or
 inside one whitespace-delimited token before the contiguity check, and trims punctuation at the
-edges; with `bridge=False` the rules are exactly the paper's.
+edges; in Algorithm 1 it also fills holes of at most 2 target words that no source word aligns to
+(`fill_unaligned_gaps`). With `bridge=False` the rules are exactly the paper's.
 
 `scores` (second deviation, used by the probability-based projectors `binary` and `pvp`): when a span's
 aligned words form several contiguous runs, which happens mostly with a repeated name ("Sacramento
@@ -110,12 +111,36 @@ def span_rows(a: np.ndarray, src_spans: Sequence[Sequence[int]]) -> np.ndarray:
         if len(src_spans) else np.zeros((0, a.shape[1]), bool)
 
 
+def fill_unaligned_gaps(rows: np.ndarray, a: np.ndarray, max_gap: int = 2) -> np.ndarray:
+    """Fill holes of at most `max_gap` target words that no source word aligns to ("liste [de] vins").
+
+    Function words inside a multi-word name are often left unaligned; a hole made of words aligned
+    elsewhere is kept (it still fails the contiguity check). Part of `bridge`.
+    """
+    free = ~np.asarray(a, dtype=bool).any(axis=0)
+    rows = np.array(rows, dtype=bool)
+    for row in rows:
+        idx = np.flatnonzero(row)
+        for x, y in zip(idx[:-1], idx[1:]):
+            if 1 < y - x <= max_gap + 1 and free[x + 1:y].all():
+                row[x + 1:y] = True
+    return rows
+
+
 def algorithm1(a: np.ndarray, src_spans: Sequence[Sequence[int]], tgt_words: Sequence[Word] | None = None,
-               src_edge_punct: Sequence[tuple[bool, bool]] | None = None, *, bridge: bool = True) -> Projection:
-    """Span projection from an (r x u) word alignment; `src_spans[i]` lists the source word indices of span i."""
+               src_edge_punct: Sequence[tuple[bool, bool]] | None = None, *, bridge: bool = True,
+               scores: np.ndarray | None = None, src_rel: Sequence[float] | None = None,
+               fill_gaps: bool = True) -> Projection:
+    """Span projection from an (r x u) word alignment; `src_spans[i]` lists the source word indices of span i.
+
+    `fill_gaps` (with `bridge`) needs every row of `a` (a word is free when no source word aligns to it).
+    """
     if any(len(ws) == 0 for ws in src_spans):
         return Projection(None, "a source span covers no word")
-    return project_rows(span_rows(a, src_spans), tgt_words, src_edge_punct, bridge=bridge)
+    rows = span_rows(a, src_spans)
+    if bridge and fill_gaps:
+        rows = fill_unaligned_gaps(rows, a)
+    return project_rows(rows, tgt_words, src_edge_punct, bridge=bridge, scores=scores, src_rel=src_rel)
 
 
 def algorithm2(a: np.ndarray, a_swap: np.ndarray, src_spans: Sequence[Sequence[int]],

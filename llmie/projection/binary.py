@@ -407,7 +407,7 @@ class BinaryAligner:
 
         `best_run`: a span whose aligned words split into runs keeps its best run (see algorithms.py).
         """
-        from llmie.projection.algorithms import project_rows, span_rows
+        from llmie.projection.algorithms import algorithm1
         from llmie.projection.project import _edge_punct, src_rel
 
         probs = self.word_probabilities([(p.pair.src.text, p.pair.tgt_text) for p in todo],
@@ -420,8 +420,9 @@ class BinaryAligner:
                 continue
             edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
             scores = np.stack([m[ws].max(axis=0) for ws in p.src_span_words]) if best_run else None
-            out.append(project_rows(span_rows(m > self.threshold, p.src_span_words), p.tgt_words, edges,
-                                    bridge=bridge, scores=scores, src_rel=src_rel(p) if best_run else None))
+            # only span-word rows were computed, so unaligned-gap filling (which needs every row) is off
+            out.append(algorithm1(m > self.threshold, p.src_span_words, p.tgt_words, edges, bridge=bridge,
+                                  scores=scores, src_rel=src_rel(p) if best_run else None, fill_gaps=False))
         return out
 
     def word_alignments(self, pairs: list[tuple[str, str]], src_words: list[list[Word]],

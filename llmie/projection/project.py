@@ -63,7 +63,26 @@ def prepare(pair: ProjectionPair) -> Prepared:
     return Prepared(pair, sw, tw, spans, err)
 
 
-def to_document(p: Prepared, proj: Projection | None, reason: str | None = None) -> Document:
+_APOSTROPHES = {"'", "\u2019"}
+
+
+def elision_start(text: str, words: list[Word], a: int) -> int:
+    """Start word of a span, moved left over an elided article glued to it (`l'`, `d'`, `L'`, `dell'`).
+
+    French/Italian/Catalan gold spans keep the whole written token ("l'atmosphère" for "atmosphere");
+    the aligner links the noun only. A 1-4 letter piece + apostrophe in the same whitespace token, at its
+    start, is taken in; suffixes (Turkish `Michigan'daki`) are untouched.
+    """
+    if a >= 2:
+        ap, art = words[a - 1], words[a - 2]
+        if (ap.group == art.group == words[a].group and text[ap.start:ap.end] in _APOSTROPHES
+                and not art.punct and art.end - art.start <= 4 and text[art.start:art.end].isalpha()
+                and (a == 2 or words[a - 3].group != art.group)):
+            return a - 2
+    return a
+
+
+def to_document(p: Prepared, proj: Projection | None, reason: str | None = None, elision: bool = False) -> Document:
     pair = p.pair
     meta = {"status": "ok", "src_lang": pair.src.lang}
     spans: list[Span] = []
@@ -71,17 +90,22 @@ def to_document(p: Prepared, proj: Projection | None, reason: str | None = None)
         meta = {**meta, "status": "failed", "reason": reason or (proj.reason if proj else "failed")}
     else:
         for (a, b), src in zip(proj.spans, pair.src.spans):  # type: ignore[union-attr]
+            if elision:
+                a = elision_start(pair.tgt_text, p.tgt_words, a)
             s, e = p.tgt_words[a].start, p.tgt_words[b].end
             spans.append(Span(start=s, end=e, label=src.label, text=pair.tgt_text[s:e]))
     return Document(id=pair.id, text=pair.tgt_text, lang=pair.tgt_lang, spans=spans, meta=meta)
 
 
 def project(pairs: Iterable[ProjectionPair], method: str = "awesome", model: str = "embedded",
-            batch_size: int = 32, bridge: bool = True, best_run: bool = True, **kwargs) -> Iterator[Document]:
+            batch_size: int = 32, bridge: bool = True, best_run: bool = True, elision: bool = False,
+            **kwargs) -> Iterator[Document]:
     """Project the source spans of each pair onto its target text, in input order, batch by batch.
 
     `bridge` and `best_run` are llmie's documented deviations from the paper's algorithms (see
-    algorithms.py); `best_run` applies to the probability-based methods (binary, pvp).
+    algorithms.py); `best_run` applies to the probability-based methods (binary, pvp). `elision` takes an
+    elided article glued to a span's first word into the span (`l'atmosphère`), a dataset convention
+    (ABSA-EXP fr yes, RELX/Europarl no).
     """
     aligner = get_aligner(method, model, **kwargs)
     batch: list[Prepared] = []
@@ -99,7 +123,7 @@ def project(pairs: Iterable[ProjectionPair], method: str = "awesome", model: str
             else:
                 r = res[id(p)]
                 yield to_document(p, r if isinstance(r, Projection) else None,
-                                  None if isinstance(r, Projection) else str(r))
+                                  None if isinstance(r, Projection) else str(r), elision=elision)
         batch.clear()
 
     for pair in pairs:
