@@ -1,4 +1,4 @@
-"""Parse model answers into label-routed items, safely: JSON first, then a lenient repair; never eval().
+"""Parse model answers into label-routed items, safely: JSON first, then a lenient repair; nothing is executed.
 
 Repairs: code fences, text before/after the first JSON object, single-quoted Python-style dicts (via
 `ast.literal_eval`, which only builds literals), and answers cut by `max_tokens` (closed after their

@@ -222,12 +222,9 @@ def load_binary_model(model: str = "embedded", adapter: str | Path | None = "emb
             if unexpected:
                 raise ValueError(f"{folder / ENCODER_FILE}: unexpected weights {unexpected[:3]}")
         net.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-        if marker_id is not None and marker_id != meta.get("marker_id"):
+        if marker_id != meta.get("marker_id"):
             warnings.warn(f"marker_id {marker_id} differs from the one the aligner was trained with "
                           f"({meta.get('marker_id')})", stacklevel=3)
-        marker_id = marker_id if marker_id is not None else meta.get("marker_id")
-    if marker_id is None:
-        marker_id = default_marker(tok)
     if dtype != "float32":
         from llmie.projection.encoder import fast_dtype
 
@@ -408,7 +405,6 @@ class BinaryAligner:
         `best_run`: a span whose aligned words split into runs keeps its best run (see algorithms.py).
         """
         from llmie.projection.algorithms import algorithm1
-        from llmie.projection.project import _edge_punct, src_rel
 
         probs = self.word_probabilities([(p.pair.src.text, p.pair.tgt_text) for p in todo],
                                         [p.src_words for p in todo], [p.tgt_words for p in todo],
@@ -418,11 +414,10 @@ class BinaryAligner:
             if isinstance(m, Exception):
                 out.append(m)
                 continue
-            edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
             scores = np.stack([m[ws].max(axis=0) for ws in p.src_span_words]) if best_run else None
             # only span-word rows were computed, so unaligned-gap filling (which needs every row) is off
-            out.append(algorithm1(m > self.threshold, p.src_span_words, p.tgt_words, edges, bridge=bridge,
-                                  scores=scores, src_rel=src_rel(p) if best_run else None, fill_gaps=False))
+            out.append(algorithm1(m > self.threshold, p.src_span_words, p.tgt_words, p.edges, bridge=bridge,
+                                  scores=scores, src_rel=p.src_rel if best_run else None, fill_gaps=False))
         return out
 
     def word_alignments(self, pairs: list[tuple[str, str]], src_words: list[list[Word]],

@@ -30,17 +30,6 @@ def get_aligner(method: str, model: str = "embedded", **kwargs):
     raise ValueError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def _edge_punct(text: str, span: Span) -> tuple[bool, bool]:
-    t = span.text
-    return (bool(t) and not t[0].isalnum(), bool(t) and not t[-1].isalnum())
-
-
-def src_rel(p: "Prepared") -> list[float]:
-    """Relative position (0-1) of each source span's centre word in its sentence."""
-    n = max(1, len(p.src_words))
-    return [(ws[0] + ws[-1]) / 2 / n if ws else 0.5 for ws in p.src_span_words]
-
-
 @dataclass
 class Prepared:
     pair: ProjectionPair
@@ -48,6 +37,18 @@ class Prepared:
     tgt_words: list[Word]
     src_span_words: list[list[int]]
     error: str | None = None
+
+    @property
+    def edges(self) -> list[tuple[bool, bool]]:
+        """Per source span: does it start / end with punctuation (then `bridge` keeps target edge punctuation)."""
+        return [(bool(t) and not t[0].isalnum(), bool(t) and not t[-1].isalnum())
+                for t in (s.text for s in self.pair.src.spans)]
+
+    @property
+    def src_rel(self) -> list[float]:
+        """Relative position (0-1) of each source span's centre word in its sentence."""
+        n = max(1, len(self.src_words))
+        return [(ws[0] + ws[-1]) / 2 / n if ws else 0.5 for ws in self.src_span_words]
 
 
 def prepare(pair: ProjectionPair) -> Prepared:
@@ -142,6 +143,5 @@ def _word_alignment_projection(aligner, todo: list[Prepared], bridge: bool) -> l
         if isinstance(a, Exception):
             out.append(a)
             continue
-        edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
-        out.append(algorithm1(a, p.src_span_words, p.tgt_words, edges, bridge=bridge))
+        out.append(algorithm1(a, p.src_span_words, p.tgt_words, p.edges, bridge=bridge))
     return out

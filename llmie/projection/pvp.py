@@ -79,14 +79,11 @@ class PVPProjector:
 
     def project_batch(self, todo, bridge: bool = True, best_run: bool = True) -> list[Projection | Exception]:
         """Algorithm 3; `best_run`: a span whose words split into runs keeps its best run (algorithms.py)."""
-        from llmie.projection.project import _edge_punct, src_rel
-
         out: list[Projection | Exception] = []
         for p, b in zip(todo, self.span_probabilities(todo)):
             if isinstance(b, Exception):
                 out.append(b)
                 continue
-            edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
-            out.append(project_rows(b > self.threshold, p.tgt_words, edges, bridge=bridge,
-                                    scores=b if best_run else None, src_rel=src_rel(p) if best_run else None))
+            out.append(project_rows(b > self.threshold, p.tgt_words, p.edges, bridge=bridge,
+                                    scores=b if best_run else None, src_rel=p.src_rel if best_run else None))
         return out

@@ -17,7 +17,7 @@ from typing import Any
 from llmie.io import AlignedSentence, write_jsonl
 from llmie.io.exp import pair_to_dict
 from llmie.projection.algorithms import algorithm1, algorithm2
-from llmie.projection.project import _edge_punct, prepare
+from llmie.projection.project import prepare
 from llmie.schema import Document, ProjectionPair, Span
 
 
@@ -49,7 +49,7 @@ def propose_and_verify(pairs: list[ProjectionPair], aligner, verify: bool = True
         if isinstance(a, Exception) or isinstance(b, Exception):
             res[id(p)] = ("failed", str(a if isinstance(a, Exception) else b))
             continue
-        edges = [_edge_punct(p.pair.src.text, s) for s in p.pair.src.spans]
+        edges = p.edges
         first = algorithm1(a, p.src_span_words, p.tgt_words, edges, bridge=bridge)
         if not first.ok:
             res[id(p)] = ("failed", first.reason)
