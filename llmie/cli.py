@@ -319,7 +319,7 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
 
 
 @app.command()
-def optimize(task: str = typer.Option("ner", "--task", help="ner | re (also sf, ed with --train)"),
+def optimize(task: str = typer.Option("ner", "--task", help="ner | re (also sf, ed, ee with --train)"),
              train: Optional[Path] = typer.Option(None, "--train", help="llmie JSONL/.iob2/CoNLL (default: UNER "
                                                                         "English dev; RE: RELX English)."),
              dev: Optional[Path] = typer.Option(None, "--dev", help="Dev file (default: a disjoint slice of --train)."),

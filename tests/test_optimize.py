@@ -200,3 +200,82 @@ def test_degenerate_proposals_are_recognised():
     assert degenerate_instruction('{"PER": ["x"]}')
     assert degenerate_instruction("Extract.")
     assert degenerate_instruction("Extract all person, organisation and place names from the text.") is None
+
+
+EE_DOCS = [
+    ("Rebels attacked Kabul on Monday.", "attacked", "Attack", [("Attacker", "Rebels"), ("Place", "Kabul")]),
+    ("Maria married Tom in Lisbon.", "married", "Marry", [("Person", "Maria"), ("Person", "Tom"), ("Place", "Lisbon")]),
+    ("Troops bombed the bridge near Mosul.", "bombed", "Attack", [("Attacker", "Troops"), ("Place", "Mosul")]),
+    ("Ana and Luis married last May.", "married", "Marry", [("Person", "Ana"), ("Person", "Luis")]),
+    ("Gunmen attacked a bus in Lagos.", "attacked", "Attack", [("Attacker", "Gunmen"), ("Place", "Lagos")]),
+    ("Kim married Lee in Seoul.", "married", "Marry", [("Person", "Kim"), ("Person", "Lee"), ("Place", "Seoul")]),
+    ("Militants shelled Aleppo overnight.", "shelled", "Attack", [("Attacker", "Militants"), ("Place", "Aleppo")]),
+    ("Priya married Arjun in Delhi.", "married", "Marry", [("Person", "Priya"), ("Person", "Arjun"), ("Place", "Delhi")]),
+]
+
+
+def _ee_file(path: Path) -> Path:
+    """A small hand-made ACE-style EE file in llmie JSONL (events point at spans by index)."""
+    lines = []
+    for i, (text, trig, etype, args) in enumerate(EE_DOCS):
+        spans, arguments = [], []
+        for label, s in [("trigger", trig)] + [(r, a) for r, a in args]:
+            st = text.index(s)
+            spans.append({"start": st, "end": st + len(s), "label": label, "text": s})
+        arguments = [(r, k + 1) for k, (r, _) in enumerate(args)]
+        lines.append(json.dumps({"id": f"ee{i}", "text": text, "lang": "eng", "spans": spans,
+                                 "events": [{"trigger": 0, "type": etype, "arguments": arguments}]}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_ee_answers_round_trip_and_score():
+    """EE gold answers, the adapter's parse and the LF1 metric agree on the event structure."""
+    import dspy
+
+    from llmie.io import read_documents
+    from llmie.optimize.program import LF1Metric, answer_items, items_to_answer
+    from llmie.massie.parse import parse_answer
+    from llmie.optimize.run import gold_answer
+
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"ee_{os.getpid()}.jsonl"
+    docs = list(read_documents(_ee_file(tmp)))
+    gold = gold_answer(docs[1], "ee", ["Attack", "Marry"])
+    assert gold == {"Attack": [], "Marry": [{"trigger": "married", "arguments": [
+        {"role": "Person", "argument": "Maria"}, {"role": "Person", "argument": "Tom"},
+        {"role": "Place", "argument": "Lisbon"}]}]}
+    p = parse_answer(json.dumps(gold), "ee", ["Attack", "Marry"])
+    assert p.status == "ok"
+    assert items_to_answer("ee", p.items, ["Attack", "Marry"]) == gold
+    m = LF1Metric("ee")
+    g = dspy.Example(answer=gold)
+    assert m(g, dspy.Prediction(answer=gold, parse_failures=0)) == 1.0
+    wrong_place = json.loads(json.dumps(gold))
+    wrong_place["Marry"][0]["arguments"][2]["argument"] = "Porto"
+    assert 0 < m(g, dspy.Prediction(answer=wrong_place, parse_failures=0)) < 1
+    assert answer_items("ee", {"Marry": [{"arguments": []}]}) is None  # no trigger: invalid structure
+    tmp.unlink()
+
+
+def test_ee_dry_run_reads_event_types_and_roles(tmp_path):
+    f = _ee_file(tmp_path / "ee.jsonl")
+    r = _cli("optimize", "--task", "ee", "--train", str(f), "--preset", "smoke", "--n-train", "5", "--n-dev", "3",
+             "--dry-run", timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    est = json.loads(r.stdout)["lm_calls_max"]
+    assert est["task"]["default_program"] == 3  # one label batch (2 event types) per dev document
+
+
+@pytest.mark.slow
+def test_ee_smoke_against_a_user_started_server(user_server, tmp_path):
+    out = tmp_path / "opt_ee"
+    f = _ee_file(tmp_path / "ee.jsonl")
+    r = _cli("optimize", "--task", "ee", "--train", str(f), "--preset", "smoke", "--n-train", "5", "--n-dev", "3",
+             "--api-base", user_server, "--model-name", "usersmol", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "ee" and sorted(res["labels"]) == ["Attack", "Marry"]
+    assert res["parse_failures"] == 0
+    assert res["metric"]["scored_predictions"] > 0
+    preds = [json.loads(x) for x in (out / "predictions/dev_after.jsonl").read_text().splitlines()]
+    assert len(preds) == 3 and all(p["meta"]["parse_status"] == "ok" for p in preds)

@@ -32,12 +32,14 @@ PROPOSER_MAX_CHARS = 1200  # bound free-text proposer outputs: tiny models rambl
 _current_labels: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("llmie_labels", default=None)
 
 
-def label_dict(lab: Label | dict[str, Any]) -> dict[str, str]:
-    """A label as the small dict the signature carries (name, and description when there is one)."""
+def label_dict(lab: Label | dict[str, Any]) -> dict[str, Any]:
+    """A label as the small dict the signature carries (name, description and EE roles when there are any)."""
     lab = lab if isinstance(lab, Label) else Label(**lab)
-    d = {"name": lab.name}
+    d: dict[str, Any] = {"name": lab.name}
     if lab.description:
         d["description"] = lab.description
+    if lab.roles:
+        d["roles"] = list(lab.roles)
     return d
 
 
@@ -215,6 +217,13 @@ class MassieAdapter(dspy.JSONAdapter):
 def items_to_answer(task: str, items: list[tuple[Any, tuple[str, ...]]], labels: list[str]) -> dict[str, list]:
     """Label-keyed answer from parsed items (every queried label present, as in the demos)."""
     out: dict[str, list] = {lab: [] for lab in labels}
+    if task == "ee":  # parse_answer yields each event's trigger item, then its argument items
+        for key, parts in items:
+            if key[0] == "trigger":
+                out.setdefault(key[1], []).append({"trigger": parts[0], "arguments": []})
+            elif out.get(key[1]):
+                out[key[1]][-1]["arguments"].append({"role": key[2], "argument": parts[0]})
+        return out
     for label, parts in items:
         if task == "re":
             out.setdefault(label, []).append({"head": parts[0], "tail": parts[1]})
@@ -232,7 +241,16 @@ def answer_items(task: str, answer: dict[str, Any] | None) -> list[tuple[str, tu
         if not isinstance(vals, list):
             return None
         for v in vals:
-            if task == "re":
+            if task == "ee":
+                if not (isinstance(v, dict) and isinstance(v.get("trigger"), str)):
+                    return None
+                items.append((("trigger", label), (v["trigger"],)))
+                for a in v.get("arguments") or []:
+                    if not (isinstance(a, dict) and isinstance(a.get("role"), str)
+                            and isinstance(a.get("argument"), str)):
+                        return None
+                    items.append((("arg", label, a["role"]), (a["argument"],)))
+            elif task == "re":
                 if not (isinstance(v, dict) and isinstance(v.get("head"), str) and isinstance(v.get("tail"), str)):
                     return None
                 items.append((label, (v["head"], v["tail"])))

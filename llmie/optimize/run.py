@@ -170,9 +170,16 @@ def schema_from(task: str, labels: str | None, docs: list[Document], langs: list
         return Schema.from_names(task, labels)
     if user_data:
         found = sorted({r.label for d in docs for r in d.relations} if task == "re"
+                       else {e.type for d in docs for e in d.events} if task == "ee"
                        else {s.label for d in docs for s in d.spans})
         if not found:
             raise ValueError("no labels found in the training data: pass --labels")
+        if task == "ee":  # event types with the argument roles seen in the data
+            roles: dict[str, set[str]] = {}
+            for d in docs:
+                for e in d.events:
+                    roles.setdefault(e.type, set()).update(r for r, _ in e.arguments)
+            return Schema(task="ee", labels=[Label(name=t, roles=sorted(roles[t])) for t in found])
         return Schema.from_names(task, found)
     return default_schema(task, langs)
 
@@ -188,8 +195,13 @@ def gold_answer(doc: Document, task: str, names: list[str]) -> dict[str, list]:
         for s in doc.spans:
             if s.label in out and s.text not in out[s.label]:
                 out[s.label].append(s.text)
+    elif task == "ee":
+        for e in doc.events:
+            if e.type in out:
+                out[e.type].append({"trigger": doc.spans[e.trigger].text,
+                                    "arguments": [{"role": r, "argument": doc.spans[i].text} for r, i in e.arguments]})
     else:
-        raise ValueError(f"task {task!r} is not supported by llmie optimize yet (ner, re, sf, ed)")
+        raise ValueError(f"task {task!r} is not supported by llmie optimize (ner, re, sf, ed, ee)")
     return out
 
 
@@ -205,7 +217,7 @@ def to_examples(docs: list[Document], task: str, schema: Schema) -> list:
 
 
 def _has_gold(d: Document, task: str) -> bool:
-    return bool(d.relations if task == "re" else d.spans)
+    return bool(d.relations if task == "re" else d.events if task == "ee" else d.spans)
 
 
 def _mix(docs: list[Document], share: float, task: str) -> list[Document]:
@@ -392,8 +404,8 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
     cfg.apply_preset()
     if cfg.auto and cfg.auto not in ("light", "medium", "heavy"):
         raise ValueError(f"--auto must be light, medium or heavy, not {cfg.auto!r}")
-    if cfg.task not in ("ner", "re", "sf", "ed"):
-        raise ValueError(f"llmie optimize supports --task ner, re, sf, ed (got {cfg.task!r})")
+    if cfg.task not in ("ner", "re", "sf", "ed", "ee"):
+        raise ValueError(f"llmie optimize supports --task ner, re, sf, ed, ee (got {cfg.task!r})")
     train_docs, dev_docs, test_docs, data_info = split_data(cfg)
     schema = schema_from(cfg.task, cfg.labels, train_docs, cfg.langs, bool(cfg.train))
     n_batches = len(batch_labels(schema.labels))
