@@ -2,6 +2,7 @@
 hallucination filter, TF training rows, GoLLIE-style scoring and the translate-test refusal."""
 from __future__ import annotations
 
+import json
 import importlib.util
 
 import pytest
@@ -213,6 +214,34 @@ def test_gollie_f1_case_insensitive_labels_filtered(tmp_path):
     assert v["gollie_f1"] == pytest.approx(100 * 2 * (3 / 4) * 1.0 / (3 / 4 + 1.0), abs=1e-3)
     assert v["hallucinated"] == 2
     assert res["data"] == str(tmp_path)
+
+
+
+def test_resumed_bench_retries_failed_requests_and_keeps_finished_ones(tmp_path):
+    """A request that failed (server down) is not finished work: the rerun with the same --out retries it."""
+    _conll(tmp_path / "hau" / "test.txt", [[("Ada", "B-PER"), ("sang", "O")], [("Bola", "B-PER"), ("ran", "O")]])
+    calls: list[str] = []
+
+    def flaky(docs):  # failure injection: the second document's request fails on the first run only
+        out = []
+        for d in docs:
+            calls.append(d.id)
+            if d.id.endswith("1") and calls.count(d.id) == 1:
+                out.append(Document(id=d.id, text=d.text, meta={"error": "connection refused",
+                                                                "counts": {"errors": 1, "invalid": 1}}))
+            else:
+                w = d.text.split()[0]
+                out.append(Document(id=d.id, text=d.text, spans=[Span(start=0, end=len(w), label="PER", text=w)]))
+        return out
+
+    run = tmp_path / "run"
+    first = run_ner_bench("masakhaner", flaky, tmp_path, run, ["hau"], labels=["PER"])
+    assert first["langs"]["hau"]["gollie_f1"] < 100
+    second = run_ner_bench("masakhaner", flaky, tmp_path, run, ["hau"], labels=["PER"])
+    assert len(calls) == 3 and calls[2] == calls[1]  # only the failed one was asked again
+    assert second["langs"]["hau"]["gollie_f1"] == 100
+    lines = (run / "predictions" / "hau.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and len({json.loads(x)["id"] for x in lines}) == 2
 
 
 def test_translate_test_refuses_languages_without_mt():

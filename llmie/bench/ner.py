@@ -19,6 +19,12 @@ from llmie.schema import Document, Schema
 MASAKHANER = "bam bbj ewe fon hau ibo kin lug luo mos nya pcm sna swa tsn twi wol xho yor zul".split()
 
 
+def request_ok(d: Document) -> bool:
+    """False for a prediction whose model request failed (server down, timeout): a resumed run retries it
+    instead of keeping an empty answer as finished work."""
+    return not d.meta.get("error") and not (d.meta.get("counts") or {}).get("errors")
+
+
 def load_schema(name: str) -> Schema:
     """`masakhaner` -> prompts/schemas/masakhaner.yaml (or a path to such a file)."""
     from llmie.massie.prompt import prompts_dir
@@ -63,7 +69,8 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
         if pred_path and pred_path.exists():
             try:
                 for d in read_jsonl(pred_path):
-                    done[d.id] = d
+                    if request_ok(d):
+                        done[d.id] = d
             except Exception:  # torn last line of a killed run: keep what parsed
                 pass
             write_jsonl([done[g.id] for g in gold if g.id in done], pred_path)
