@@ -14,15 +14,17 @@ from llmie.schema import Document, LlmieDataError
 
 def _blocks(path: Path) -> Iterator[tuple[int, list[tuple[int, str]]]]:
     """(first line number, [(line number, line)]) per blank-line separated block."""
+    from llmie.io.jsonl import text_lines
+
     block: list[tuple[int, str]] = []
-    with open(path, encoding="utf-8-sig") as f:
-        for n, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
-            if line.strip():
-                block.append((n, line))
-            elif block:
-                yield block[0][0], block
-                block = []
+    for n, line in text_lines(path):
+        if isinstance(line, LlmieDataError):
+            raise line
+        if line.strip():
+            block.append((n, line))
+        elif block:
+            yield block[0][0], block
+            block = []
     if block:
         yield block[0][0], block
 
@@ -129,18 +131,29 @@ def read_conllu(path: str | Path, *, lang: str | None = None) -> Iterator[Docume
             if len(cols) != 10:
                 raise LlmieDataError(f"expected 10 tab-separated columns, got {len(cols)}", file=str(p), line=n)
             wid = cols[0]
-            if "-" in wid:
-                a, b = wid.split("-")
-                mwt[int(a)] = (int(b), cols[1])
-                order.append(("mwt", (int(a), int(b), cols[1], cols[9])))
-            elif "." in wid:
-                continue  # empty nodes carry no surface text
-            else:
-                words.append(cols[1])
-                upos.append(cols[3])
-                order.append(("word", (int(wid), cols[1], cols[9])))
+            try:
+                if "-" in wid:
+                    a, b = (int(x) for x in wid.split("-"))
+                    if not 1 <= a <= b:
+                        raise ValueError
+                    mwt[a] = (b, cols[1])
+                    order.append(("mwt", (a, b, cols[1], cols[9])))
+                elif "." in wid:
+                    continue  # empty nodes carry no surface text
+                else:
+                    words.append(cols[1])
+                    upos.append(cols[3])
+                    order.append(("word", (int(wid), cols[1], cols[9])))
+                    if int(wid) != len(words):
+                        raise ValueError
+            except ValueError:
+                raise LlmieDataError(f"bad word id {wid!r} (expected N, N-M or N.M in order)", file=str(p), line=n,
+                                     record=sent_id, field="ID") from None
         if not words:
             continue
+        if any(b > len(words) for b, _ in mwt.values()):
+            raise LlmieDataError("a multiword token range goes past the last word", file=str(p), line=first,
+                                 record=sent_id, field="ID")
         rid = sent_id or f"{p.stem}-{first}"
         # surface tokens in order: MWT forms replace the words they cover
         surface: list[tuple[str, list[int], bool]] = []  # (form, word indices, space_after)

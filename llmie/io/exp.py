@@ -22,7 +22,17 @@ def parse_pair(obj: dict[str, Any], *, file: str | None = None, line: int | None
         if k not in obj:
             raise LlmieDataError(f"missing {k!r}", file=file, line=line, record=None if rid is None else str(rid),
                                  field=k)
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise LlmieDataError(f"id must be a string or an integer, got {type(rid).__name__}", file=file, line=line,
+                             field="id")
     rid = str(rid)
+    for k in ("src_spans", "tgt_spans"):
+        v = obj.get(k)
+        if (v is not None or k == "src_spans") and not (isinstance(v, list) and all(isinstance(x, dict) for x in v)):
+            raise LlmieDataError("expected a list of span objects", file=file, line=line, record=rid, field=k)
+    if obj.get("meta") is not None and not isinstance(obj["meta"], dict):
+        raise LlmieDataError(f"expected an object, got {type(obj['meta']).__name__}", file=file, line=line,
+                             record=rid, field="meta")
     meta = dict(obj.get("meta") or {})
     if "dataset" in obj:
         meta.setdefault("dataset", obj["dataset"])
@@ -43,9 +53,15 @@ def read_exp(path: str | Path, *, errors: str = "raise") -> Iterator[ProjectionP
     """Stream pairs. errors='raise' stops at the first bad record; 'skip' logs and yields the rest."""
     import logging
 
+    seen: dict[str, int] = {}
     for n, obj in iter_json_lines(path):
         try:
-            yield parse_pair(obj, file=str(path), line=n)
+            pair = parse_pair(obj, file=str(path), line=n)
+            if pair.id in seen:
+                raise LlmieDataError(f"duplicate id (first on line {seen[pair.id]})", file=str(path), line=n,
+                                     record=pair.id, field="id")
+            seen[pair.id] = n
+            yield pair
         except LlmieDataError as e:
             if errors == "raise":
                 raise
@@ -57,13 +73,19 @@ def read_exp_records(path: str | Path) -> Iterator[ProjectionPair | LlmieDataErr
 
     Used by commands that must give every input line an output status instead of stopping.
     """
+    seen: set[str] = set()
     for n, obj in json_lines(path):
         if isinstance(obj, LlmieDataError):
             obj.record = f"line-{n}"
             yield obj
             continue
         try:
-            yield parse_pair(obj, file=str(path), line=n)
+            pair = parse_pair(obj, file=str(path), line=n)
+            if pair.id in seen:  # the second copy fails under its own line, so output ids stay unique
+                raise LlmieDataError(f"duplicate id {pair.id!r}", file=str(path), line=n, record=f"line-{n}",
+                                     field="id")
+            seen.add(pair.id)
+            yield pair
         except LlmieDataError as e:
             if e.record is None:
                 e.record = f"line-{n}"

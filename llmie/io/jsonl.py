@@ -12,22 +12,47 @@ from pydantic import ValidationError
 from llmie.schema import Document, LlmieDataError, validation_message
 
 
+def text_lines(path: str | Path) -> Iterator[tuple[int, str | LlmieDataError]]:
+    """(line number, line without its end) for each line; invalid UTF-8 comes back as an error naming the line.
+
+    Why bytes: a text-mode read raises UnicodeDecodeError for the whole file at the first bad byte, so
+    one bad record would stop the batch. A BOM at the start and CRLF/CR line ends are accepted.
+    """
+    p = Path(path)
+    with open(p, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield n, LlmieDataError(f"invalid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1})",
+                                        file=str(p), line=n)
+                continue
+            yield n, line.rstrip("\r\n")
+
+
 def json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | LlmieDataError]]:
     """(line number, object or the error naming file and line) for each non-empty line; reading goes on."""
     p = Path(path)
-    with open(p, encoding="utf-8-sig", newline=None) as f:  # -sig: a BOM at the start is accepted
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield n, LlmieDataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(p), line=n)
-                continue
-            if not isinstance(obj, dict):
-                yield n, LlmieDataError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), line=n)
-                continue
-            yield n, obj
+    for n, line in text_lines(p):
+        if isinstance(line, LlmieDataError):
+            yield n, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield n, LlmieDataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(p), line=n)
+            continue
+        except RecursionError:
+            yield n, LlmieDataError("JSON nested too deeply", file=str(p), line=n)
+            continue
+        if not isinstance(obj, dict):
+            yield n, LlmieDataError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), line=n)
+            continue
+        yield n, obj
 
 
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -42,6 +67,9 @@ def parse_document(obj: dict[str, Any], *, file: str | None = None, line: int | 
     rid = obj.get("id")
     if rid is None:
         raise LlmieDataError("missing 'id'", file=file, line=line, field="id")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise LlmieDataError(f"id must be a string or an integer, got {type(rid).__name__}", file=file, line=line,
+                             field="id")
     obj = {"spans": [], "relations": [], "events": [], "meta": {}, **obj}
     obj["id"] = str(rid)
     try:
@@ -51,9 +79,15 @@ def parse_document(obj: dict[str, Any], *, file: str | None = None, line: int | 
 
 
 def read_jsonl(path: str | Path) -> Iterator[Document]:
-    """Stream Documents from an llmie JSONL file."""
+    """Stream Documents from an llmie JSONL file; a repeated id is an error (results are matched by id)."""
+    seen: dict[str, int] = {}
     for n, obj in iter_json_lines(path):
-        yield parse_document(obj, file=str(path), line=n)
+        doc = parse_document(obj, file=str(path), line=n)
+        if doc.id in seen:
+            raise LlmieDataError(f"duplicate id (first on line {seen[doc.id]})", file=str(path), line=n,
+                                 record=doc.id, field="id")
+        seen[doc.id] = n
+        yield doc
 
 
 def write_jsonl(records: Iterable[Document | dict[str, Any]], path: str | Path, *, append: bool = False) -> int:
