@@ -200,6 +200,11 @@ def test_degenerate_proposals_are_recognised():
     assert degenerate_instruction('{"PER": ["x"]}')
     assert degenerate_instruction("Extract.")
     assert degenerate_instruction("Extract all person, organisation and place names from the text.") is None
+    # the kept instruction of a recorded light run (README): the default plus a looping continuation
+    looped = ("Extract the named entities of the given types from the text. Copy every entity exactly as it is "
+              "written in the text. " + "the list of instructions is expected to contain exactly 5 items; " * 4)
+    assert "repeats a clause" in degenerate_instruction(looped)
+    assert degenerate_instruction("Use `PROPOSED_INSTRUCTION` to label persons in the text.")
 
 
 EE_DOCS = [

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import re
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,6 +303,11 @@ def degenerate_instruction(text: str) -> str | None:
         return "contains a template placeholder"
     if len(t.split()) < 4:
         return "fewer than 4 words"
+    if re.search(r"\bproposed_instruction\b", t, re.I):
+        return "names the proposer's output field"
+    clauses = [c.strip().lower() for c in re.split(r"[;.\n]", t) if len(c.split()) >= 3]
+    if clauses and max(Counter(clauses).values()) >= 3:
+        return "repeats a clause (a looping generation)"
     return None
 
 
