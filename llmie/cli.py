@@ -103,9 +103,12 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
             adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder (default: "
                                                                           "the one shipped with llmie)."),
             best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
-            elision: bool = typer.Option(False, "--elision", help=ELISION_HELP)
+            elision: bool = typer.Option(False, "--elision", help=ELISION_HELP),
+            chunk: int = typer.Option(256, "--chunk", help="Pairs per step (each step is appended to --out).")
             ) -> None:
-    """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason)."""
+    """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason).
+
+    Resumable: rerun with the same --out and finished records are kept and skipped."""
     from rich.progress import track
 
     from llmie.io import write_jsonl
@@ -117,13 +120,18 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     _threads(threads)
     fn = _projector(method, model, batch_size, adapter, best_run, elision)
     records = list(read_exp_records(inp))
-    n_ok = n_bad = 0
-    write_jsonl([], out)
-    for b in track(range(0, len(records), 256), description=f"projecting ({method})", transient=True):
-        chunk = records[b:b + 256]
-        done = iter(fn([r for r in chunk if not isinstance(r, Exception)]))
+    from llmie.io.atomic import resume_jsonl
+
+    prev = resume_jsonl(out)  # a killed or earlier run: keep its finished records (torn tail dropped)
+    n_all = len(records)
+    records = [r for r in records if str(r.record if isinstance(r, Exception) else r.id) not in prev]
+    n_ok, n_bad = sum(d.meta.get("status") == "ok" for d in prev.values()), 0
+    step = max(1, chunk)
+    for b in track(range(0, len(records), step), description=f"projecting ({method})", transient=True):
+        part = records[b:b + step]
+        done = iter(fn([r for r in part if not isinstance(r, Exception)]))
         docs = []
-        for r in chunk:  # bad input lines get a failed record in place; the run goes on
+        for r in part:  # bad input lines get a failed record in place; the run goes on
             if isinstance(r, Exception):
                 n_bad += 1
                 docs.append(Document(id=str(r.record), text=getattr(r, "tgt_text", "") or "",
@@ -132,8 +140,9 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
                 docs.append(next(done))
         write_jsonl(docs, out, append=True)
         n_ok += sum(d.meta["status"] == "ok" for d in docs)
-    n = len(records)
-    typer.echo(json.dumps({"n": n, "ok": n_ok, "failed": n - n_ok, "bad_input": n_bad, "out": str(out)}))
+    n = n_all
+    typer.echo(json.dumps({"n": n, "ok": n_ok, "failed": n - n_ok, "bad_input": n_bad, "resumed": len(prev),
+                           "out": str(out)}))
 
 
 @app.command("eval")
@@ -300,7 +309,9 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
         template = str(prompt / "template.yaml" if prompt.is_dir() else prompt)
         if not Path(template).exists():
             _fail(f"{template}: no such prompt template")
-    done = {d.id for d in read_jsonl(out)} if out.exists() else set()
+    from llmie.io.atomic import resume_jsonl
+
+    done = set(resume_jsonl(out))  # a killed run's torn last line is dropped, finished ids are skipped
     todo = [d for d in docs if d.id not in done]
     be = _backend(backend, model, api_base)
     n_spans = n_unaligned = n_invalid = 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llmie.io import read_exp, write_json_atomic, write_jsonl
+from llmie.io.atomic import atomic_savefig, atomic_write_text
 from llmie.metrics import adversarial_rate, corpus_projection, score_projection
 from llmie.schema import Document, ProjectionPair
 
@@ -50,18 +51,11 @@ def _lang_pair(p: ProjectionPair) -> str:
     return f"{short(p.src.lang)}-{short(p.tgt_lang)}"
 
 
-def _done_ids(path: Path) -> dict[str, Document]:
-    from llmie.io import read_jsonl
+def _done_ids(path: Path, wanted: set[str] | None = None) -> dict[str, Document]:
+    """Finished predictions of a killed or earlier run (torn tail dropped, file rewritten atomically)."""
+    from llmie.io.atomic import resume_jsonl
 
-    if not path.exists():
-        return {}
-    done = {}
-    try:
-        for d in read_jsonl(path):
-            done[d.id] = d
-    except Exception:  # a half-written last line from a killed run: keep what parsed
-        pass
-    return done
+    return resume_jsonl(path, None if wanted is None else wanted.__contains__)
 
 
 def mismatched(pairs: list[ProjectionPair]) -> list[ProjectionPair]:
@@ -87,9 +81,7 @@ def run_exp(project_fn: Callable[[list[ProjectionPair]], list[Document]], method
     for key, f in files:
         gold = list(read_exp(f))[: limit or None]
         pred_path = out / "predictions" / f"{key}.jsonl" if out else None
-        done = _done_ids(pred_path) if pred_path else {}
-        if pred_path and done:  # keep only complete records, rewrite without a torn tail
-            write_jsonl([done[p.id] for p in gold if p.id in done], pred_path)
+        done = _done_ids(pred_path, {p.id for p in gold}) if pred_path else {}
         todo = [p for p in gold if p.id not in done]
         t0 = time.perf_counter()
         new = []
@@ -136,7 +128,7 @@ def run_exp(project_fn: Callable[[list[ProjectionPair]], list[Document]], method
     results["throughput_pairs_per_s"] = round(total_pairs / total_seconds, 2) if total_seconds > 0 else None
     if out:
         write_json_atomic(results, out / "results.json")
-        (out / "results.md").write_text(markdown_table(results), encoding="utf-8")
+        atomic_write_text(out / "results.md", markdown_table(results))
         bar_plot(results, out / "em.png")
     return results
 
@@ -170,7 +162,7 @@ def bar_plot(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("EM")
     ax.set_title(f"EXP exact match, method {results['method']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 

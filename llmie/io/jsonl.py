@@ -106,8 +106,6 @@ def write_jsonl(records: Iterable[Document | dict[str, Any]], path: str | Path, 
 
 def write_json_atomic(obj: Any, path: str | Path) -> None:
     """Write JSON through a temp file and rename, so readers never see half a results file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    from llmie.io.atomic import atomic_write_json
+
+    atomic_write_json(obj, path)

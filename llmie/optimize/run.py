@@ -380,9 +380,10 @@ def write_template(tpl: dict[str, Any], path: Path, comment: str) -> None:
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# {comment}\n" + yaml.dump(tpl, Dumper=_NoAlias, allow_unicode=True, sort_keys=False,
-                                                  width=120), encoding="utf-8")
+    from llmie.io.atomic import atomic_write_text
+
+    atomic_write_text(path, f"# {comment}\n" + yaml.dump(tpl, Dumper=_NoAlias, allow_unicode=True, sort_keys=False,
+                                                            width=120))
 
 
 def grounded(ex: Any, answer: dict[str, Any] | None, task: str) -> Document:
@@ -528,7 +529,8 @@ def _public(r: dict[str, Any]) -> dict[str, Any]:
 
 def _write_outputs(out: Path, res: dict[str, Any], optimized: Any, kept: Any, opt_tpl: dict[str, Any], base: Any,
                    before: dict, after: dict, task: str, better: bool) -> None:
-    from llmie.io import write_json_atomic, write_jsonl
+    from llmie.io import write_json_atomic
+    from llmie.io.atomic import write_jsonl_atomic
 
     optimized.save(str(out / "program.json"))
     write_template(opt_tpl, out / "optimized.yaml",
@@ -542,5 +544,5 @@ def _write_outputs(out: Path, res: dict[str, Any], optimized: Any, kept: Any, op
         write_template(default_tpl, out / "template.yaml",
                        "the kept prompt: the DEFAULT (the optimized one did not beat it on dev); see optimized.yaml")
     for tag, r in (("dev_before", before), ("dev_after", after)):
-        write_jsonl([grounded(ex, ans, task) for ex, ans in r["_preds"]], out / "predictions" / f"{tag}.jsonl")
+        write_jsonl_atomic([grounded(ex, ans, task) for ex, ans in r["_preds"]], out / "predictions" / f"{tag}.jsonl")
     write_json_atomic(res, out / "results.json")

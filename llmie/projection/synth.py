@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmie.io import AlignedSentence, write_jsonl
+from llmie.io import AlignedSentence
 from llmie.io.exp import pair_to_dict
 from llmie.projection.algorithms import algorithm1, algorithm2
 from llmie.projection.project import prepare
@@ -74,9 +74,22 @@ def _spans(p, ranges) -> list[Span]:
 def synthesize(src_docs: Sequence[Document], langs: Sequence[str], out_dir: Path, translator, aligner, *,
                src_lang: str = "eng", n_train: int = 1000, n_dev: int = 100, seed: int = 13,
                verify: bool = True, dataset: str = "synthetic") -> dict[str, Any]:
+    import json
+
+    from llmie.io.atomic import atomic_write_json, write_jsonl_atomic
+
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Any] = {}
     for lang in langs:
+        # resumable per language: a finished language leaves a marker with its counts and settings; a rerun
+        # with the same --out and settings skips it (files are written atomically, so no half file remains)
+        marker = out_dir / f".done.{lang}.json"
+        settings = {"n_train": n_train, "n_dev": n_dev, "seed": seed, "verify": verify, "n_src": len(src_docs)}
+        if marker.exists():
+            prev = json.loads(marker.read_text(encoding="utf-8"))
+            if prev.get("settings") == settings:
+                counts[lang] = prev["counts"]
+                continue
         train, dev = sample_split(src_docs, n_train, n_dev, seed, lang)
         c = {"seeds": 0, "proposed": 0, "failed": 0, "rejected": 0, "kept": 0, "points": 0}
         rejected_rows = []
@@ -103,9 +116,10 @@ def synthesize(src_docs: Sequence[Document], langs: Sequence[str], out_dir: Path
                     c["failed"] += 1
                     rejected_rows.append(pair_to_dict(p, None) | {"meta": {"split": split, "status": "failed",
                                                                           "reason": r[1]}})
-            write_jsonl(rows, out_dir / f"{split}.{lang}.jsonl")
-        write_jsonl(rejected_rows, out_dir / f"rejected.{lang}.jsonl")
+            write_jsonl_atomic(rows, out_dir / f"{split}.{lang}.jsonl")
+        write_jsonl_atomic(rejected_rows, out_dir / f"rejected.{lang}.jsonl")
         counts[lang] = c
+        atomic_write_json({"settings": settings, "counts": c}, marker)
     return counts
 
 
