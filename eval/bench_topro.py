@@ -66,6 +66,8 @@ def encoder_part(args, res: dict, out: Path, data: Path) -> None:
     for task in args.tasks.split(","):
         n_train = args.n_train_pos if task == "pos" else args.n_train_ner
         files = {"en": default_file(task, "test", data)}
+        if task == "pos" and args.pos_extra:  # e.g. pt=runs/silver_pos/pt_silver-ud-test.conllu (build_silver_pos.py)
+            files.update(dict(kv.split("=", 1) for kv in args.pos_extra.split(",")))
         extra = {}
         if task == "ner" and args.masakhaner:
             extra = {lang: data / "ner/masakhaner2" / lang / "test.txt" for lang in args.masakhaner.split(",")}
@@ -77,7 +79,7 @@ def encoder_part(args, res: dict, out: Path, data: Path) -> None:
                 topro_steps = topro_steps or (res["encoder"][f"{task}:TOPRO"]["train"]["steps"])
                 continue
             cfg = ToproTrainConfig(task=task, method=method, n_train=n_train, epochs=args.epochs, lr=args.lr,
-                                   batch_size=args.batch_size, seed=args.seed, mark=args.mark, log_every=20)
+                                   head_lr=args.head_lr or None, batch_size=args.batch_size, seed=args.seed, mark=args.mark, log_every=20)
             if kw.get("steps"):
                 cfg.epochs, cfg.max_steps = 10_000, topro_steps
             t = train(cfg, data)
@@ -183,9 +185,11 @@ def main() -> None:
     ap.add_argument("--n-train-ner", type=int, default=300)
     ap.add_argument("--n-test", type=int, default=150)
     ap.add_argument("--masakhaner", default="hau,swa,yor")
+    ap.add_argument("--pos-extra", default="", help="more POS test files, lang=path,... (eval/build_silver_pos.py)")
     ap.add_argument("--n-mk", type=int, default=60)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--head-lr", type=float, default=1e-3, help="LR of the untrained head parts (0: = --lr)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--mark", action="store_true", help="mark the target word (repeated-word fix)")

@@ -38,6 +38,8 @@ def train_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
               max_steps: Optional[int] = typer.Option(None, "--max-steps"),
               batch_size: int = typer.Option(16, "--batch-size"),
               lr: float = typer.Option(1e-4, "--lr"),
+              head_lr: float = typer.Option(1e-3, "--head-lr", help="LR of untrained parts (built MLM head, "
+                                                                  "classifier); 0 = same as --lr"),
               mark: bool = typer.Option(False, "--mark/--no-mark", help="Bracket the target word in the sentence."),
               template: Optional[str] = typer.Option(None, "--template", help="e.g. topro.pos.v1 or a .yaml file"),
               seed: int = typer.Option(42, "--seed"),
@@ -53,6 +55,7 @@ def train_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     cfg = ToproTrainConfig(task=task, method=method, model=model, train=str(train) if train else None,
                            n_train=n_train or None, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                           head_lr=head_lr or None,
                            mark=mark, template=template, seed=seed, threads=threads, out=str(out))
     try:
         t = run_train(cfg)

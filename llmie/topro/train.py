@@ -37,6 +37,7 @@ class ToproTrainConfig:
     max_steps: int | None = None         # stops earlier when reached
     batch_size: int = 16
     lr: float = 5e-5
+    head_lr: float | None = 1e-3         # new parameters (built MLM transform / classifier) learn faster; None: = lr
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_length: int = 128
@@ -181,10 +182,16 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    # only parameters that start untrained get head_lr: a native MLM head (xlm-roberta) is pretrained
+    head = (model.head if model.head_kind == "tied-built" else None) if cfg.method == "topro" \
+        else getattr(model, "classifier", None)
+    new_ids = {id(p) for p in head.parameters()} if head is not None and cfg.head_lr else set()
+    groups = []
+    for is_new, lr in ((False, cfg.lr), (True, cfg.head_lr)):
+        ps = [p for p in params if (id(p) in new_ids) == is_new]
+        groups += [{"params": [p for p in ps if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr": lr},
+                   {"params": [p for p in ps if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
     sched = _schedule(opt, total, cfg.warmup_ratio)
     model.train()
     losses: list[float] = []
