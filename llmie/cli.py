@@ -30,9 +30,15 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+def main(ctx: typer.Context,
+         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")) -> None:
     """llmie: multilingual information extraction with LLMs."""
+    from llmie.manifest import start_from_argv  # manifest.json in every --out (llmie/manifest.py)
+
+    run = start_from_argv(sys.argv, ctx.invoked_subcommand)
+    if run is not None:
+        ctx.call_on_close(run.finish)
 
 
 def _fail(msg: str) -> None:
