@@ -535,6 +535,21 @@ def models_prepare(force: bool = typer.Option(False, "--force", help="Rebuild ev
 
     if which not in ("all", "llm", "encoder"):
         _fail("--which must be all, llm or encoder")
+@app.command()
+def report(dirs: list[Path] = typer.Argument(..., help="Run folders (each with results.json), or folders of runs."),
+           out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
+           per_file: int = typer.Option(40, "--per-file", help="Predictions shown per prediction file."),
+           title: str = typer.Option("llmie report", "--title")) -> None:
+    """One static, offline HTML page: tables per dataset/language/method, the runs' plots, a prediction viewer."""
+    from llmie.report import write_report
+
+    try:
+        path = write_report(dirs, out, per_file=per_file, title=title)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+
+
     try:
         if which in ("all", "encoder"):
             typer.echo(f"encoder: {prepare_encoder(force=force)}")
