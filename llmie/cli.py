@@ -527,14 +527,6 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for train/dev/reje
     typer.echo(json.dumps(counts))
 
 
-@models_app.command("prepare")
-def models_prepare(force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
-                   which: str = typer.Option("all", "--which", help="all | llm | encoder")) -> None:
-    """Build the cached Hugging Face folders of the embedded models (once; later calls are no-ops)."""
-    from llmie.models import prepare_encoder, prepare_llm
-
-    if which not in ("all", "llm", "encoder"):
-        _fail("--which must be all, llm or encoder")
 @app.command()
 def report(dirs: list[Path] = typer.Argument(..., help="Run folders (each with results.json), or folders of runs."),
            out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
@@ -550,6 +542,14 @@ def report(dirs: list[Path] = typer.Argument(..., help="Run folders (each with r
     typer.echo(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
 
+@models_app.command("prepare")
+def models_prepare(force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
+                   which: str = typer.Option("all", "--which", help="all | llm | encoder")) -> None:
+    """Build the cached Hugging Face folders of the embedded models (once; later calls are no-ops)."""
+    from llmie.models import prepare_encoder, prepare_llm
+
+    if which not in ("all", "llm", "encoder"):
+        _fail("--which must be all, llm or encoder")
     try:
         if which in ("all", "encoder"):
             typer.echo(f"encoder: {prepare_encoder(force=force)}")
