@@ -120,9 +120,9 @@ class ServerHandle:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def healthy(self, timeout: float = 2.0) -> bool:
+    def healthy(self, timeout: float = 2.0, path: str = "/health") -> bool:
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=timeout) as r:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
                 return r.status == 200
         except (urllib.error.URLError, OSError, ValueError):
             return False
@@ -214,28 +214,62 @@ def start_server(model: str = "embedded", port: int | None = None, host: str = "
         env.setdefault("HF_HUB_OFFLINE", "1")
     cmd = server_command(model_path, host, port, served_name, lora=lora, max_model_len=max_model_len,
                          enforce_eager=enforce_eager, max_lora_rank=max_lora_rank, extra_args=extra_args)
+    return launch(cmd, host, port, served_name, model_path, env=env, timeout=timeout, log_path=log_path,
+                  lora=lora, allow_remote=allow_remote)
+
+
+def _exit_on_signals() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit so atexit stops our servers.
+
+    Why: the server runs in its own session (a terminal Ctrl-C reaches only us), and the default action
+    of SIGTERM ends Python without running atexit, which would leave the server running. Only from the
+    main thread and only where no handler is installed yet (a caller's own handler wins)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+
+
+def launch(cmd: Sequence[str], host: str, port: int, served_name: str = "llmie", model_path: str = "",
+           *, env: dict[str, str] | None = None, timeout: float = 240, log_path: str | Path | None = None,
+           lora: dict[str, str] | None = None, allow_remote: bool = False, health: str = "/health") -> ServerHandle:
+    """Run a server command (its own session, output to a log file) and wait until ``GET health`` is 200.
+
+    The handle stops the server by its PID at interpreter exit, on SIGTERM/SIGHUP, and when the
+    server fails to come up. Refuses a non-local host unless ``allow_remote``."""
+    if host not in _LOCAL_HOSTS and not allow_remote:
+        raise ValueError(f"refusing to serve on {host!r}: the server has no authentication; "
+                         "use 127.0.0.1, or pass allow_remote=True explicitly")
     if log_path is None:
-        fd, name = tempfile.mkstemp(prefix=f"llmie-vllm-server-{port}-", suffix=".log")
+        fd, name = tempfile.mkstemp(prefix=f"llmie-server-{port}-", suffix=".log")
         os.close(fd)
         log_path = name
     log_path = Path(log_path)
+    _exit_on_signals()
     with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-    handle = ServerHandle(proc, host, port, served_name, model_path, log_path, lora)
+        proc = subprocess.Popen(list(cmd), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    handle = ServerHandle(proc, host, port, served_name, model_path, log_path, dict(lora or {}))
     atexit.register(handle.stop)
     deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            handle.stop()
-            raise RuntimeError(f"vLLM server exited with code {proc.returncode} before becoming healthy "
-                               f"(log: {log_path}):\n{_tail(log_path)}")
-        if handle.healthy():
-            return handle
-        if time.monotonic() > deadline:
-            handle.stop()
-            raise TimeoutError(f"vLLM server not healthy after {timeout:.0f} s (log: {log_path}):\n{_tail(log_path)}")
-        time.sleep(1.0)
+    try:
+        while True:
+            if proc.poll() is not None:
+                handle.stop()
+                raise RuntimeError(f"server exited with code {proc.returncode} before becoming healthy "
+                                   f"(log: {log_path}):\n{_tail(log_path)}")
+            if handle.healthy(path=health):
+                return handle
+            if time.monotonic() > deadline:
+                handle.stop()
+                raise TimeoutError(f"server not healthy after {timeout:.0f} s (log: {log_path}):\n{_tail(log_path)}")
+            time.sleep(0.5)
+    except BaseException:  # SIGTERM/Ctrl-C while waiting: stop it now, not only at exit
+        handle.stop()
+        raise
 
 
 def serve_forever(model: str = "embedded", port: int | None = 8000, host: str = "127.0.0.1",
