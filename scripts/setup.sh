@@ -23,6 +23,12 @@ if [ "${LLMIE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null && [ "$(id
    && ! command -v apertium >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq apertium apertium-eng-spa >/dev/null) || echo "apertium not installed (optional)"
 fi
+# Debian chromium: the headless browser the `llmie report` test renders the page in (optional, same rules).
+if [ "${LLMIE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null && [ "$(id -u)" = "0" ] \
+   && ! command -v chromium >/dev/null; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
+    || echo "chromium not installed (optional; the report browser test is skipped)"
+fi
 # Build the embedded Hugging Face model folders once (cached; a second call is a no-op).
 OMP_NUM_THREADS=1 llmie models prepare
 echo "llmie installed in $VENV"
