@@ -259,6 +259,16 @@ def test_ee_answers_round_trip_and_score():
     wrong_place["Marry"][0]["arguments"][2]["argument"] = "Porto"
     assert 0 < m(g, dspy.Prediction(answer=wrong_place, parse_failures=0)) < 1
     assert answer_items("ee", {"Marry": [{"arguments": []}]}) is None  # no trigger: invalid structure
+    # predictions are written grounded, as `llmie extract` writes them
+    from llmie.optimize.run import grounded
+
+    ex = dspy.Example(id="ee1", text=docs[1].text, lang="eng")
+    doc = grounded(ex, gold, "ee")
+    (ev,) = doc.events
+    assert ev.type == "Marry" and doc.spans[ev.trigger].text == "married"
+    assert [(r, doc.spans[i].text) for r, i in ev.arguments] == [("Person", "Maria"), ("Person", "Tom"),
+                                                                ("Place", "Lisbon")]
+    assert grounded(ex, {"Marry": ["married"]}, "ee").meta["parse_status"] == "invalid"
     tmp.unlink()
 
 

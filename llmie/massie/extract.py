@@ -110,8 +110,10 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
             for route, (value,) in parsed.items:
                 if route[0] == "trigger":
                     events.append(Event(trigger=add(route[1], value, g, a, True), type=route[1]))
-                else:
+                elif events and events[-1].type == route[1]:
                     events[-1].arguments.append((route[2], add(route[2], value, g, a, True)))
+                else:  # an argument with no trigger before it: nothing to attach it to
+                    counts["dropped_labels"] += 1
     parse_status = "empty" if not parts else ("invalid" if counts["invalid"] == len(parts) else "ok")
     meta = {**doc.meta, "parse_status": parse_status, "alignment_status": status, "template": template,
             "counts": counts, "finish_reasons": finish}

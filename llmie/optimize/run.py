@@ -395,8 +395,10 @@ def grounded(ex: Any, answer: dict[str, Any] | None, task: str) -> Document:
     if answer is None:
         parsed = Parsed("invalid", error="parse failure")
     else:
-        items = [(lab, (v["head"], v["tail"]) if task == "re" else (v,)) for lab, vals in answer.items() for v in vals]
-        parsed = Parsed("ok", items)
+        from llmie.optimize.program import answer_items
+
+        items = answer_items(task, answer)  # the same routed items the parser yields (EE: trigger, then arguments)
+        parsed = Parsed("ok", items) if items is not None else Parsed("invalid", error="invalid answer structure")
     return to_document(doc, task, [((0, len(ex.text)), parsed, None)], "dspy")
 
 
