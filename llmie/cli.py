@@ -21,6 +21,9 @@ app.add_typer(models_app, name="models")
 from llmie.topro.cli import app as topro_app  # noqa: E402  (cheap: no torch at import)
 
 app.add_typer(topro_app, name="topro")
+from llmie.projection.llm_cli import app as data_app  # noqa: E402  (cheap: no torch at import)
+
+app.add_typer(data_app, name="data")
 
 
 def _version(value: bool) -> None:
@@ -76,13 +79,15 @@ def _threads(n: int) -> None:
 
 
 def _projector(method: str, model: str, batch_size: int, adapter: Optional[str] = None, best_run: bool = True,
-               elision: bool = False):
+               elision: bool = False, llm_backend: str = "hf"):
     """A function pairs -> target Documents, with the aligner loaded now (so timings exclude the load)."""
     from llmie.projection.project import METHODS, get_aligner, project
 
     if method not in METHODS:
         _fail(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    kw = {"adapter": adapter} if adapter and method in ("binary", "binary-w", "pvp") else {}
+    kw = {"adapter": adapter} if adapter and method in ("binary", "binary-w", "pvp", "llm") else {}
+    if method == "llm":  # --model embedded = the embedded LLM (SmolLM2-135M-Instruct) here
+        kw["backend"] = llm_backend
     try:
         get_aligner(method, model, **kw)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
@@ -102,12 +107,16 @@ ELISION_HELP = ("Take an elided article glued to a span's first word into the sp
 @app.command()
 def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (tgt_spans optional)."),
             out: Path = typer.Option(..., "--out", help="Output llmie JSONL: target documents with spans + status."),
-            method: str = typer.Option("awesome", "--method", help="awesome | binary | binary-w | pvp"),
-            model: str = typer.Option("embedded", "--model", help="Encoder: embedded, a local folder or a hub id."),
+            method: str = typer.Option("awesome", "--method", help="awesome | binary | binary-w | pvp | llm"),
+            model: str = typer.Option("embedded", "--model", help="Encoder (llm: the LLM): embedded, a local "
+                                                                  "folder or a hub id."),
+            backend: str = typer.Option("hf", "--backend", help="llm: hf | vllm | openai (with --model "
+                                                                "openai:<url>#<name>)."),
             batch_size: int = typer.Option(32, "--batch-size"),
             threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a shared 2-core box)."),
             adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder (default: "
-                                                                          "the one shipped with llmie)."),
+                                                                          "the one shipped with llmie); llm: a "
+                                                                          "LoRA adapter (llmie sft/dpo output)."),
             best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
             elision: bool = typer.Option(False, "--elision", help=ELISION_HELP),
             chunk: int = typer.Option(256, "--chunk", help="Pairs per step (each step is appended to --out).")
@@ -124,7 +133,7 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     if not inp.exists():
         _fail(f"{inp}: no such file")
     _threads(threads)
-    fn = _projector(method, model, batch_size, adapter, best_run, elision)
+    fn = _projector(method, model, batch_size, adapter, best_run, elision, backend)
     records = list(read_exp_records(inp))
     from llmie.io.atomic import resume_jsonl
 
@@ -153,7 +162,7 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
 
 @app.command("eval")
 def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhaner | uner"),
-          method: str = typer.Option("awesome", "--method", help="exp: awesome | binary | binary-w | pvp; "
+          method: str = typer.Option("awesome", "--method", help="exp: awesome | binary | binary-w | pvp | llm; "
                                                                  "align: awesome | binary"),
           data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LLMIE_DATA_DIR/<bench>)."),
           pairs: Optional[str] = typer.Option(None, "--pairs", help="Comma-separated language pairs, e.g. en-de,en-es."),
@@ -166,7 +175,8 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
           threads: int = typer.Option(1, "--threads"),
           langs: Optional[str] = typer.Option(None, "--langs", help="masakhaner: languages, e.g. hau,swa."),
           split: str = typer.Option("test", "--split", help="masakhaner/uner split: train | dev | test."),
-          backend: str = typer.Option("vllm", "--backend", help="LLM backend for masakhaner/uner."),
+          backend: Optional[str] = typer.Option(None, "--backend", help="LLM backend: masakhaner/uner (default "
+                                                                        "vllm); exp --method llm (default hf)."),
           api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL."),
           adapter: Optional[str] = typer.Option(None, "--adapter", help="binary/pvp: trained folder; masakhaner/uner "
                                                                         "plain|transfusion: a LoRA adapter folder."),
@@ -180,6 +190,7 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
     from llmie.config import data_dir
 
     _threads(threads)
+    llm_backend, backend = backend or "hf", backend or "vllm"
     if bench == "exp":
         from llmie.bench.exp import markdown_table, run_exp
 
@@ -190,7 +201,7 @@ def eval_(bench: str = typer.Option(..., "--bench", help="exp | align | masakhan
             prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
             if prev.get("method") != method:
                 _fail(f"{out} holds results of method {prev.get('method')!r}; use another --out")
-        fn = _projector(method, model, batch_size, adapter, best_run, elision)
+        fn = _projector(method, model, batch_size, adapter, best_run, elision, llm_backend)
         from rich.progress import Progress
 
         with Progress(transient=True) as prog:
@@ -477,6 +488,26 @@ def sft(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipe
     info = json.loads((out / "llmie_sft.json").read_text())
     typer.echo(json.dumps({k: info[k] for k in ("global_steps", "train_loss", "logged_losses", "linear4bit_layers",
                                                 "rows", "row_kinds", "seconds")} | {"out": str(out)}))
+
+
+@app.command("dpo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dpo(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/pvp_dpo.yaml")) -> None:
+    """Preference training (trl DPOTrainer + LoRA, from an SFT adapter); extra args: key=value overrides."""
+    import logging
+
+    from llmie.schema import LlmieDataError
+    from llmie.train.dpo import load_dpo_recipe, train_dpo
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if not recipe.exists():
+        _fail(f"{recipe}: no such file")
+    try:
+        out = train_dpo(load_dpo_recipe(recipe, ctx.args))
+    except (ValueError, FileNotFoundError, LlmieDataError) as e:
+        _fail(str(e))
+    info = json.loads((out / "llmie_dpo.json").read_text())
+    typer.echo(json.dumps({k: info[k] for k in ("global_steps", "train_loss", "logged_losses", "reward_accuracies",
+                                                "rows", "row_kinds", "reference", "seconds")} | {"out": str(out)}))
 
 
 @app.command("export")

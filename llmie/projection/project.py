@@ -13,7 +13,7 @@ from llmie.projection.algorithms import Projection, algorithm1
 from llmie.projection.words import Word, segment, words_in_span
 from llmie.schema import Document, ProjectionPair, Span
 
-METHODS = ("awesome", "binary", "binary-w", "pvp")
+METHODS = ("awesome", "binary", "binary-w", "pvp", "llm")
 
 
 @lru_cache(maxsize=4)
@@ -27,6 +27,9 @@ def get_aligner(method: str, model: str = "embedded", **kwargs):
     if method == "pvp":
         from llmie.projection.pvp import PVPProjector
         return PVPProjector(model, **kwargs)
+    if method == "llm":  # label projection as constrained generation (llm.py)
+        from llmie.projection.llm import LLMProjector
+        return LLMProjector(model, **kwargs)
     raise ValueError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
 
 

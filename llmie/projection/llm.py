@@ -1,0 +1,325 @@
+"""Label projection as generation (`--method llm`): an LLM reads the source sentence with the span marked
+and the translation, and answers `{"span": "<target words>"}`; decoding is constrained so that the
+answer can only be a contiguous word n-gram of the translation, which is then grounded to word offsets.
+
+Why constrained: a small model copies badly (drops accents, paraphrases, adds words); restricting the
+answer to target substrings makes every answer groundable and turns the task into a choice.
+
+- Candidates: contiguous word n-grams of the target (llmie word segmentation, so a span can stop at an
+  apostrophe or hyphen as in the aligners) of at most `2 * source words + max_extra` words, not starting
+  or ending with a punctuation word unless the source span does.
+- `hf` backend (default; LoRA adapters through peft): greedy decoding through a token trie of the
+  candidates' answers (`prefix_allowed_tokens_fn`), so the model can only write one of them. The trie is
+  built from each full answer string's own tokenisation, the same one the SFT data is trained on.
+- `vllm` / `openai` backends: the JSON schema `{"span": {"enum": [...candidates]}}` as structured output
+  (xgrammar in vLLM); an answer outside the set (a backend that ignores the schema) fails the span.
+- Grounding: a candidate that occurs several times in the target is placed at the occurrence closest to
+  the source span's relative position.
+- One request per source span; a sample fails as a whole when one of its spans fails (EXP convention).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from llmie.projection.algorithms import Projection
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE = "projection.v1"
+_LANG_NAMES = {"eng": "English", "deu": "German", "spa": "Spanish", "fra": "French", "ita": "Italian",
+               "por": "Portuguese", "rus": "Russian", "tur": "Turkish", "swe": "Swedish", "zho": "Chinese",
+               "jpn": "Japanese", "nld": "Dutch", "ara": "Arabic", "hin": "Hindi", "kor": "Korean"}
+
+
+@dataclass(frozen=True)
+class ProjectionTemplate:
+    name: str
+    system: str
+    user: str
+    open_tag: str
+    close_tag: str
+
+
+@lru_cache(maxsize=8)
+def load_template(name: str = DEFAULT_TEMPLATE) -> ProjectionTemplate:
+    """`projection.v1` -> prompts/projection/projection.v1.yaml; a path to a .yaml file also works."""
+    import yaml
+
+    from llmie.massie.prompt import prompts_dir
+
+    p = Path(name)
+    if p.suffix not in (".yaml", ".yml"):
+        p = prompts_dir() / "projection" / f"{name}.yaml"
+    if not p.exists():
+        raise FileNotFoundError(f"projection prompt template {name!r} not found ({p})")
+    d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    for k in ("name", "system", "user"):
+        if not isinstance(d.get(k), str):
+            raise ValueError(f"{p}: key {k!r} must be a string")
+    return ProjectionTemplate(d["name"], d["system"].strip(), d["user"].strip(), d.get("open_tag", "<span>"),
+                              d.get("close_tag", "</span>"))
+
+
+def lang_name(code: str | None) -> str:
+    if not code:
+        return "unknown language"
+    from llmie.lang import normalize_lang
+
+    try:
+        c = normalize_lang(code).split("_")[0]
+    except ValueError:
+        return code
+    return _LANG_NAMES.get(c, code)
+
+
+def build_messages(tpl: ProjectionTemplate, src_text: str, src_start: int, src_end: int, label: str | None,
+                   tgt_text: str, src_lang: str | None, tgt_lang: str | None) -> list[dict[str, str]]:
+    """Chat messages for one source span (the same layout for inference and for SFT/DPO data)."""
+    marked = f"{src_text[:src_start]}{tpl.open_tag}{src_text[src_start:src_end]}{tpl.close_tag}{src_text[src_end:]}"
+    user = tpl.user.format(src_lang=lang_name(src_lang), tgt_lang=lang_name(tgt_lang), label=label or "span",
+                           src_marked=marked, tgt_text=tgt_text)
+    return [{"role": "system", "content": tpl.system}, {"role": "user", "content": user}]
+
+
+def answer_text(span: str) -> str:
+    """The assistant answer for a target span: exactly what the model is trained on and constrained to."""
+    return json.dumps({"span": span}, ensure_ascii=False)
+
+
+def parse_answer(text: str) -> str | None:
+    """The `span` string of a JSON answer, or None (never evaluates anything)."""
+    try:
+        obj = json.loads(text.strip())
+    except (json.JSONDecodeError, ValueError):
+        return None
+    v = obj.get("span") if isinstance(obj, dict) else None
+    return v if isinstance(v, str) else None
+
+
+def candidates(tgt_text: str, tgt_words, n_src_words: int, edges: tuple[bool, bool] = (False, False),
+               max_extra: int = 3) -> dict[str, list[tuple[int, int]]]:
+    """Candidate answer text -> its word ranges [a, b] in the target (first occurrence first)."""
+    n = len(tgt_words)
+    max_len = max(1, 2 * n_src_words + max_extra)
+    out: dict[str, list[tuple[int, int]]] = {}
+    for a in range(n):
+        if tgt_words[a].punct and not edges[0]:
+            continue
+        for b in range(a, min(n, a + max_len)):
+            if tgt_words[b].punct and not edges[1]:
+                continue
+            out.setdefault(tgt_text[tgt_words[a].start:tgt_words[b].end], []).append((a, b))
+    if not out:  # a target made only of punctuation: allow every single word
+        for a, w in enumerate(tgt_words):
+            out.setdefault(tgt_text[w.start:w.end], []).append((a, a))
+    return out
+
+
+def place(occurrences: list[tuple[int, int]], n_tgt: int, src_rel: float) -> tuple[int, int]:
+    """The occurrence whose centre is closest to the source span's relative position."""
+    n = max(1, n_tgt)
+    return min(occurrences, key=lambda ab: (abs((ab[0] + ab[1]) / 2 / n - src_rel), ab[0]))
+
+
+@dataclass
+class _Job:
+    messages: list[dict[str, str]]
+    cands: dict[str, list[tuple[int, int]]]
+    n_tgt: int
+    rel: float
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the longest common prefix, kept short of every sequence's end."""
+    k = 0
+    while all(len(x) > k + 1 for x in seqs) and all(x[k] == seqs[0][k] for x in seqs):
+        k += 1
+    return k
+
+
+class _Trie:
+    """Token trie of the allowed answers (each ends with an end-of-turn token)."""
+
+    def __init__(self, seqs: list[list[int]]) -> None:
+        self.root: dict[int, dict] = {}
+        self.depth = 0
+        for s in seqs:
+            node = self.root
+            for t in s:
+                node = node.setdefault(t, {})
+            self.depth = max(self.depth, len(s))
+
+    def allowed(self, prefix: list[int]) -> list[int] | None:
+        node = self.root
+        for t in prefix:
+            node = node.get(t)
+            if node is None:
+                return None
+        return list(node) or None
+
+
+@dataclass
+class LLMProjector:
+    """`project_batch` for `llmie.projection.project`; see the module docstring."""
+
+    model: str = "embedded"
+    adapter: str | None = None
+    backend: str = "hf"
+    template: str = DEFAULT_TEMPLATE
+    batch_size: int = 8
+    max_extra: int = 3
+    api_base: str | None = None
+    stats: dict[str, Any] = field(default_factory=lambda: {"requests": 0, "candidates": 0, "outside": 0,
+                                                            "errors": 0, "seconds": 0.0})
+
+    def __post_init__(self) -> None:
+        self.tpl = load_template(self.template)
+        if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{self.adapter}: not a peft adapter folder (no adapter_config.json)")
+        if self.backend == "hf":
+            self._load_hf()
+        elif self.backend in ("vllm", "openai"):
+            from llmie.backends import get_backend
+
+            kw = {"api_base": self.api_base} if self.api_base else {}
+            self._be = get_backend(self.backend, self.model, cache=False, **kw)
+        else:
+            raise ValueError(f"unknown backend {self.backend!r} for --method llm; expected hf, vllm or openai")
+
+    # ------------------------------------------------------------------ hf
+    def _load_hf(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from llmie.models import resolve_llm
+
+        path = resolve_llm(self.model)
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        from llmie.projection.encoder import fast_dtype
+
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=fast_dtype())  # bf16 where native (~2x on CPU)
+        if self.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()  # merged: no LoRA overhead
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.lm = model.to(self.device).eval()
+        end = self.tok.convert_tokens_to_ids("<|im_end|>")
+        self._end = end if isinstance(end, int) and end != self.tok.unk_token_id else self.tok.eos_token_id
+
+    def _hf_generate(self, jobs: list[_Job]) -> list[str | None]:
+        import torch
+
+        out: list[str | None] = []
+        for s in range(0, len(jobs), self.batch_size):
+            chunk = jobs[s:s + self.batch_size]
+            tries, keys, forced = [], [], []
+            for j in chunk:
+                texts = list(j.cands)
+                ids = self.tok([answer_text(t) for t in texts], add_special_tokens=False)["input_ids"]
+                seqs = [x + [self._end] for x in ids]
+                k = _common_prefix(seqs)  # tokens every answer starts with ({"span": ") go into the prompt
+                forced.append(seqs[0][:k])
+                tries.append(_Trie([x[k:] for x in seqs]))
+                keys.append({tuple(x[k:]): t for x, t in zip(seqs, texts)})
+            prompts = [self.tok.apply_chat_template(j.messages, tokenize=False, add_generation_prompt=True)
+                       for j in chunk]
+            rows = [self.tok(t, add_special_tokens=False)["input_ids"] + f for t, f in zip(prompts, forced)]
+            pad = self.tok.pad_token_id
+            plen = max(len(r) for r in rows)
+            input_ids = torch.tensor([[pad] * (plen - len(r)) + r for r in rows], device=self.device)
+            mask = torch.tensor([[0] * (plen - len(r)) + [1] * len(r) for r in rows], device=self.device)
+            enc = {"input_ids": input_ids, "attention_mask": mask}
+
+            def allowed(b: int, ids) -> list[int]:
+                a = tries[b].allowed(ids[plen:].tolist())
+                return a if a else [pad]
+
+            with torch.inference_mode():
+                gen = self.lm.generate(**enc, max_new_tokens=max(t.depth for t in tries), do_sample=False,
+                                       prefix_allowed_tokens_fn=allowed, pad_token_id=pad, eos_token_id=self._end,
+                                       temperature=None, top_p=None, top_k=None)
+            for b, row in enumerate(gen[:, plen:].tolist()):
+                seq = row[: row.index(self._end) + 1] if self._end in row else row
+                out.append(keys[b].get(tuple(seq)))
+        return out
+
+    # ------------------------------------------------------------------ vllm / openai
+    def _be_generate(self, jobs: list[_Job]) -> list[str | None]:
+        from llmie.backends import GenRequest
+
+        reqs = []
+        for j in jobs:
+            schema = {"type": "object", "properties": {"span": {"enum": list(j.cands)}}, "required": ["span"],
+                      "additionalProperties": False}
+            longest = max(len(self._tok_len(answer_text(t))) for t in j.cands)
+            reqs.append(GenRequest(messages=j.messages, json_schema=schema, lora=self.adapter,
+                                   max_tokens=longest + 16))
+        res = self._be.generate(reqs)
+        out: list[str | None] = []
+        for r in res:
+            if not r.ok:
+                self.stats["errors"] += 1
+                out.append(None)
+            else:
+                out.append(parse_answer(r.text))
+        return out
+
+    def _tok_len(self, text: str) -> list[int]:
+        if not hasattr(self, "_count_tok"):
+            from transformers import AutoTokenizer
+
+            from llmie.models import resolve_llm
+
+            self._count_tok = AutoTokenizer.from_pretrained(resolve_llm(self.model)) \
+                if self.backend == "vllm" else None
+        if self._count_tok is None:
+            return [0] * (len(text) + 8)  # openai: no local tokenizer; characters bound tokens
+        return self._count_tok(text, add_special_tokens=False)["input_ids"]
+
+    # ------------------------------------------------------------------ projection
+    def jobs_for(self, p) -> list[_Job]:
+        """One generation job per source span of a Prepared pair."""
+        pair = p.pair
+        jobs = []
+        for i, span in enumerate(pair.src.spans):
+            c = candidates(pair.tgt_text, p.tgt_words, len(p.src_span_words[i]), p.edges[i], self.max_extra)
+            jobs.append(_Job(build_messages(self.tpl, pair.src.text, span.start, span.end, span.label,
+                                            pair.tgt_text, pair.src.lang, pair.tgt_lang),
+                             c, len(p.tgt_words), p.src_rel[i]))
+        return jobs
+
+    def project_batch(self, todo: list, bridge: bool = True, best_run: bool = True) -> list[Projection]:
+        t0 = time.perf_counter()
+        jobs, owner = [], []
+        for k, p in enumerate(todo):
+            for j in self.jobs_for(p):
+                jobs.append(j)
+                owner.append(k)
+        answers = self._hf_generate(jobs) if self.backend == "hf" else self._be_generate(jobs)
+        per: list[list[tuple[int, int] | str]] = [[] for _ in todo]
+        for j, k, a in zip(jobs, owner, answers):
+            self.stats["requests"] += 1
+            self.stats["candidates"] += len(j.cands)
+            if a is None or a not in j.cands:
+                self.stats["outside"] += a is not None
+                per[k].append("answer is not a substring candidate of the target" if a is not None
+                              else "no parseable answer")
+            else:
+                per[k].append(place(j.cands[a], j.n_tgt, j.rel))
+        self.stats["seconds"] += time.perf_counter() - t0
+        out = []
+        for spans in per:
+            bad = [(i, s) for i, s in enumerate(spans) if isinstance(s, str)]
+            out.append(Projection(None, f"span {bad[0][0]}: {bad[0][1]}") if bad
+                       else Projection(tuple(spans)))  # type: ignore[arg-type]
+        return out

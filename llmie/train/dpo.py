@@ -1,0 +1,175 @@
+"""`llmie dpo RECIPE.yaml [key=value ...]`: trl `DPOTrainer` + peft LoRA on prompt/chosen/rejected rows.
+
+Same recipe shape as `llmie sft` (llmie/train/sft.py): one flat YAML mapping of
+- **trl `DPOConfig` keys** (`beta`, `loss_type`, `learning_rate`, `max_steps`, `max_length`,
+  `precompute_ref_log_probs`, ...), passed unchanged (unknown keys are an error);
+- **model / peft keys** as in sft (`model`, `load_in_4bit`, `lora_*`, ...) plus `sft_adapter`;
+- **`data:`**: `train_file` (JSONL rows with `prompt`, `chosen`, `rejected`, plain or conversational, e.g. from
+  `llmie data pvp-dpo`) or `builder` (`llmie.<module>:<function>`, e.g. `llmie.projection.llm_data:build_dpo_pairs`),
+  plus `limit` (use the first N rows; DPO on a CPU sees only a few hundred).
+
+Reference model, without a second copy of the weights:
+- with `sft_adapter` (the usual MASSIE App. H recipe: SFT, then DPO from it), the SFT adapter is loaded
+  trainable and trl copies it into a frozen `ref` adapter, so the reference is the SFT model;
+- without it, a fresh LoRA is trained and the reference is the base model with adapters disabled.
+`precompute_ref_log_probs: true` computes the reference log-probabilities once before training (trl), which
+saves one forward pass per step. Only the trained (`default`) adapter is saved to `output_dir`, with
+the tokenizer and `llmie_dpo.json` (recipe, losses, reward accuracies, rows per kind).
+
+Multi-GPU: the same command under accelerate, e.g.
+`accelerate launch --num_processes 4 -m llmie.train.dpo recipes/pvp_dpo.paper.yaml` (trl/accelerate handle
+data parallelism; add a DeepSpeed/FSDP config with `--config_file` for larger models).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from llmie.train.sft import _UNSET, MODEL_DEFAULTS, load_model
+
+log = logging.getLogger("llmie.dpo")
+
+DPO_MODEL_DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, "sft_adapter": None}
+
+
+def _dpo_fields() -> list[str]:
+    from trl import DPOConfig
+
+    return [f.name for f in dataclasses.fields(DPOConfig) if f.init]
+
+
+def defaults() -> dict[str, Any]:
+    return {**DPO_MODEL_DEFAULTS, **{k: _UNSET for k in _dpo_fields() if k not in DPO_MODEL_DEFAULTS}}
+
+
+def load_dpo_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
+    import yaml
+
+    from llmie.recipe import load_recipe
+
+    plain, data_over = [], {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.startswith("data."):
+            data_over[key[5:].strip()] = yaml.safe_load(value)
+        else:
+            plain.append(item)
+    cfg = load_recipe(path, plain, defaults())
+    if not isinstance(cfg["data"], dict):
+        raise ValueError("recipe key 'data' must be a mapping")
+    cfg["data"] = {**cfg["data"], **data_over}
+    return cfg
+
+
+def dpo_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    kw = {k: v for k, v in cfg.items() if k not in DPO_MODEL_DEFAULTS and v != _UNSET}
+    kw.setdefault("output_dir", "runs/dpo")
+    kw.setdefault("report_to", "none")
+    if not torch.cuda.is_available():
+        kw.setdefault("use_cpu", True)
+        kw.setdefault("bf16", False)
+    return kw
+
+
+def load_pairs(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """prompt/chosen/rejected rows of the data section; every row is checked (record and field named)."""
+    from llmie.schema import LlmieDataError
+
+    data = dict(data)
+    limit = data.pop("limit", None)
+    if "train_file" in data:
+        from llmie.io import iter_json_lines
+
+        src = str(data.pop("train_file"))
+        rows = [obj for _, obj in iter_json_lines(src)]
+    else:
+        builder = data.pop("builder", None)
+        if not builder:
+            raise ValueError("recipe data section needs train_file or builder")
+        mod, _, fn = str(builder).partition(":")
+        if not mod.startswith("llmie.") or not fn:
+            raise ValueError(f"data.builder {builder!r}: expected 'llmie.<module>:<function>'")
+        src = str(builder)
+        rows = getattr(importlib.import_module(mod), fn)(**data)
+    for i, r in enumerate(rows):
+        for k in ("prompt", "chosen", "rejected"):
+            if k not in r:
+                raise LlmieDataError(f"{src}: row needs {k!r}", record=str(r.get("id", i + 1)), field=k)
+        if r["chosen"] == r["rejected"]:
+            raise LlmieDataError(f"{src}: chosen equals rejected", record=str(r.get("id", i + 1)), field="rejected")
+    return rows[:limit] if limit else rows
+
+
+def train_dpo(cfg: dict[str, Any]) -> Path:
+    """Run one DPO job from a loaded recipe; returns the output folder (adapter + llmie_dpo.json)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    t0 = time.perf_counter()
+    rows = load_pairs(cfg["data"])
+    if not rows:
+        raise ValueError("the data section produced no preference rows")
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
+    ds = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
+    args = DPOConfig(**dpo_args(cfg))
+    model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
+    peft_config = None
+    if cfg["sft_adapter"]:
+        from peft import PeftModel
+
+        ad = Path(cfg["sft_adapter"])
+        if not (ad / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"sft_adapter {ad}: not a peft adapter folder (no adapter_config.json)")
+        model = PeftModel.from_pretrained(model, str(ad), is_trainable=True)  # trl copies it to a frozen `ref`
+    elif cfg["use_peft"]:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
+                                 bias=cfg["lora_bias"], target_modules=cfg["lora_target_modules"],
+                                 task_type="CAUSAL_LM")
+    elif cfg["load_in_4bit"]:
+        raise ValueError("load_in_4bit needs use_peft: true or an sft_adapter")
+    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+    result = trainer.train()
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    m = trainer.model
+    if hasattr(m, "peft_config"):
+        m.save_pretrained(str(out), selected_adapters=["default"])
+    else:
+        trainer.save_model(str(out))
+    tok.save_pretrained(str(out))
+    hist = trainer.state.log_history
+    summary = {
+        "base_model": path, "model": cfg["model"], "sft_adapter": cfg["sft_adapter"],
+        "reference": "sft adapter (frozen copy)" if cfg["sft_adapter"] else "base model (adapters disabled)",
+        "rows": len(rows), "row_kinds": kinds, "global_steps": trainer.state.global_step,
+        "train_loss": result.training_loss, "logged_losses": [h["loss"] for h in hist if "loss" in h],
+        "reward_accuracies": [h["rewards/accuracies"] for h in hist if "rewards/accuracies" in h],
+        "reward_margins": [h["rewards/margins"] for h in hist if "rewards/margins" in h],
+        "seconds": round(time.perf_counter() - t0, 1),
+        "recipe": {k: v for k, v in cfg.items() if v != _UNSET},
+    }
+    (out / "llmie_dpo.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    log.info("DPO done: %d steps, loss %.4f -> %s", trainer.state.global_step, result.training_loss, out)
+    del trainer, model
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover  (accelerate launch -m llmie.train.dpo RECIPE [k=v ...])
+    import sys
+
+    argv = sys.argv[1:]
+    recipe = argv.pop(0) if argv and "=" not in argv[0] else None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    print(train_dpo(load_dpo_recipe(recipe, argv)))
