@@ -157,3 +157,37 @@ def test_server_refuses_other_hosts() -> None:
             launch([sys.executable, "-c", "pass"], host, 1)
         with pytest.raises(ValueError, match="refusing to serve"):
             start_server("embedded", host=host)
+
+
+@pytest.mark.slow
+def test_project_resumes_and_fails_bad_lines_per_record(tmp_path: Path, data_dir: Path) -> None:
+    """`llmie project` with the same --out after a killed run (finished records + a torn line left behind):
+    finished records are kept, not redone; bad input lines each get a failed record; ids stay unique."""
+    src = sorted((data_dir / "exp").rglob("en-de.test.jsonl"))[0]
+    lines = [ln for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()][:6]
+    bad = ['{"id": "bad-json", "src_text": "x', json.dumps({"id": "bad-spans", "src_text": "Ana", "tgt_text": "Ana",
+                                                            "src_spans": [{"start": 0, "end": 9, "label": "P",
+                                                                           "text": "Ana"}]}),
+           lines[0], "\xff"]
+    inp = tmp_path / "pairs.jsonl"
+    inp.write_bytes(("\n".join(lines[:3] + bad[:3]) + "\n").encode() + b"\xff\xfe\n" +
+                    ("\n".join(lines[3:]) + "\n").encode())
+    out = tmp_path / "out.jsonl"
+    done = [json.loads(ln)["id"] for ln in lines[:2]]
+    finished = [{"id": i, "text": "kept from the killed run", "meta": {"status": "ok"}} for i in done]
+    out.write_text("".join(json.dumps(r) + "\n" for r in finished) + '{"id": "torn", "te', encoding="utf-8")
+    r = subprocess.run([*LLMIE, "project", "--in", str(inp), "--out", str(out), "--chunk", "2"], cwd=REPO,
+                       env=ENV, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    recs = [json.loads(ln) for ln in out.read_text(encoding="utf-8").splitlines()]
+    ids = [d["id"] for d in recs]
+    assert len(ids) == len(set(ids)) == 10 == summary["n"], ids   # 6 pairs + 4 bad lines, each once
+    assert summary["resumed"] == 2 and recs[:2] == [{**f, "lang": None, "spans": [], "relations": [], "events": []}
+                                                   for f in finished]  # kept as they were, not redone
+    failed = {d["id"]: d["meta"]["reason"] for d in recs if d["meta"]["status"] == "failed"}
+    assert "invalid JSON" in failed["line-4"] and "invalid UTF-8" in failed["line-7"]
+    assert "past the end" in failed["bad-spans"] and "duplicate id" in failed["line-6"]
+    assert summary["bad_input"] == 4
+    man = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
+    assert man["command"] == "project" and man["status"] == "ok"
