@@ -66,14 +66,13 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
             gold = [g.model_copy(update={"spans": [sp for sp in g.spans if sp.label in labels]}) for g in gold]
         pred_path = out / "predictions" / f"{lang}.jsonl" if out else None
         done: dict[str, Document] = {}
-        if pred_path and pred_path.exists():
-            try:
-                for d in read_jsonl(pred_path):
-                    if request_ok(d):
-                        done[d.id] = d
-            except Exception:  # torn last line of a killed run: keep what parsed
-                pass
-            write_jsonl([done[g.id] for g in gold if g.id in done], pred_path)
+        if pred_path and pred_path.exists():  # torn tail of a killed run dropped, file rewritten atomically
+            from llmie.io.atomic import resume_jsonl, write_jsonl_atomic
+
+            wanted = {g.id for g in gold}
+            done = {i: d for i, d in resume_jsonl(pred_path, wanted.__contains__).items() if request_ok(d)}
+            if len(done) < sum(1 for _ in open(pred_path, encoding="utf-8")):  # failed requests are redone
+                write_jsonl_atomic([done[g.id] for g in gold if g.id in done], pred_path)
         todo = [g for g in gold if g.id not in done]
         t0 = time.perf_counter()
         for b in range(0, len(todo), chunk):
@@ -108,7 +107,9 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
                   for k in ("lf1", "f1", "gollie_f1", "seqeval_f1")}  # instance-weighted (MASSIE App. I)
     if out:
         write_json_atomic(res, out / "results.json")
-        (out / "results.md").write_text(markdown(res), encoding="utf-8")
+        from llmie.io.atomic import atomic_write_text
+
+        atomic_write_text(out / "results.md", markdown(res))
     return res
 
 
