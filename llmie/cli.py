@@ -104,6 +104,19 @@ ELISION_HELP = ("Take an elided article glued to a span's first word into the sp
                 "a dataset convention (ABSA-EXP fr: yes; RELX/Europarl: no).")
 
 
+def _scale_run(fn: str, inp: Path, out: Path, engine: str, **kw) -> dict:
+    """`--engine ray`: the body lives in llmie/scale/cli.py; errors become one clear line."""
+    if engine != "ray":
+        _fail(f"unknown --engine {engine!r}; choose local or ray")
+    try:
+        from llmie.scale import cli as scale_cli
+
+        return getattr(scale_cli, fn)(inp, out, **kw)
+    except (ImportError, RuntimeError, ValueError, FileNotFoundError, OSError) as e:
+        _fail(str(e))
+    return {}
+
+
 @app.command()
 def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (tgt_spans optional)."),
             out: Path = typer.Option(..., "--out", help="Output llmie JSONL: target documents with spans + status."),
@@ -119,7 +132,13 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
                                                                           "LoRA adapter (llmie sft/dpo output)."),
             best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
             elision: bool = typer.Option(False, "--elision", help=ELISION_HELP),
-            chunk: int = typer.Option(256, "--chunk", help="Pairs per step (each step is appended to --out).")
+            chunk: int = typer.Option(256, "--chunk", help="Pairs per step (each step is appended to --out); ray: "
+                                                           "pairs per shard."),
+            engine: str = typer.Option("local", "--engine", help="local | ray (extra: scale): Ray Data actor pool, "
+                                                                 "sharded resumable output in OUT.shards/"),
+            address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
+                                                                          "start a local cluster"),
+            workers: int = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each)."),
             ) -> None:
     """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason).
 
@@ -133,6 +152,11 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     if not inp.exists():
         _fail(f"{inp}: no such file")
     _threads(threads)
+    if engine != "local":  # same records, same project(), run as a Ray Data actor pool (llmie/scale/)
+        typer.echo(json.dumps(_scale_run("project_ray", inp, out, engine, method=method, model=model,
+                                         batch_size=batch_size, adapter=adapter, best_run=best_run, elision=elision,
+                                         backend=backend, chunk=chunk, workers=workers, address=address)))
+        return
     fn = _projector(method, model, batch_size, adapter, best_run, elision, backend)
     records = list(read_exp_records(inp))
     from llmie.io.atomic import resume_jsonl
@@ -296,7 +320,13 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
                                                                          "template.yaml) or a template YAML."),
             constrained: bool = typer.Option(True, "--constrained/--no-constrained",
                                              help="JSON-schema constrained decoding."),
-            chunk: int = typer.Option(64, "--chunk", help="Documents per backend call (results saved per chunk).")
+            chunk: int = typer.Option(64, "--chunk", help="Documents per backend call (results saved per chunk); "
+                                                          "ray: documents per shard."),
+            engine: str = typer.Option("local", "--engine", help="local | ray (extra: scale): Ray Data actor pool, "
+                                                                 "sharded resumable output in OUT.shards/"),
+            address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
+                                                                          "start a local cluster"),
+            workers: int = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each)."),
             ) -> None:
     """Extract with batched-schema prompts; resumable (ids already in --out are skipped)."""
     from llmie.io import read_documents, read_jsonl, write_jsonl
@@ -326,6 +356,11 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
         template = str(prompt / "template.yaml" if prompt.is_dir() else prompt)
         if not Path(template).exists():
             _fail(f"{template}: no such prompt template")
+    if engine != "local":  # same documents, same extract(), one backend per Ray actor (llmie/scale/)
+        typer.echo(json.dumps(_scale_run("extract_ray", inp, out, engine, schema=schema, backend=backend, model=model,
+                                         api_base=api_base, template=template, constrained=constrained, chunk=chunk,
+                                         workers=workers, address=address)))
+        return
     from llmie.io.atomic import resume_jsonl
 
     done = set(resume_jsonl(out))  # a killed run's torn last line is dropped, finished ids are skipped

