@@ -184,7 +184,9 @@ def eval_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
         _fail(str(e))
     typer.echo(markdown(res))
     if out:
-        (out / "results.md").write_text(markdown(res), encoding="utf-8")
+        from llmie.io.atomic import atomic_write_text
+
+        atomic_write_text(out / "results.md", markdown(res))
         typer.echo(f"wrote {out / 'results.json'}")
 
 
@@ -217,7 +219,9 @@ def bench_eval(bench: str, method: str, model: str, data: Path, langs: Optional[
         from llmie.io import write_json_atomic
 
         write_json_atomic(res, out / "results.json")
-        (out / "results.md").write_text(markdown(res), encoding="utf-8")
+        from llmie.io.atomic import atomic_write_text
+
+        atomic_write_text(out / "results.md", markdown(res))
     typer.echo(markdown(res))
 
 
