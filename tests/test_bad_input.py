@@ -116,6 +116,7 @@ JSONL_CASES: list[tuple[str, bytes, str, str | None]] = [
     ("duplicate-id", _j(DOC, DOC), "duplicate id", "id"),
     ("bom", b"\xef\xbb\xbf" + _j(DOC), "ok", None),
     ("crlf", _j(DOC, {**DOC, "id": "b"}, sep="\r\n"), "ok", None),
+    ("cr-only", _j(DOC, {**DOC, "id": "b"}, sep="\r"), "ok", None),
     ("empty-file", b"", "ok", None),
     ("empty-text", _j({"id": "a", "text": ""}), "ok", None),
     ("100k-text", _j({"id": "a", "text": "Ana " * 25_000}), "ok", None),
@@ -143,6 +144,8 @@ def test_jsonl_reader_bad_input(tmp_path: Path, name: str, data: bytes, expect: 
     status, res = _reader_call("read_jsonl", lambda: read_jsonl(p), p)
     if expect == "ok":
         assert status == "ok", res
+        if name in ("crlf", "cr-only"):
+            assert [d.id for d in res] == ["a", "b"] and res[0].text == DOC["text"]
         return
     assert status == "error", res
     assert expect in str(res) and f"{p}:" in str(res)

@@ -19,17 +19,21 @@ def text_lines(path: str | Path) -> Iterator[tuple[int, str | LlmieDataError]]:
     one bad record would stop the batch. A BOM at the start and CRLF/CR line ends are accepted.
     """
     p = Path(path)
+    n = 0
     with open(p, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield n, LlmieDataError(f"invalid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1})",
-                                        file=str(p), line=n)
-                continue
-            yield n, line.rstrip("\r\n")
+        for chunk in f:
+            if n == 0 and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+            body = chunk.rstrip(b"\r\n")
+            for raw in body.split(b"\r") if b"\r" in body else (body,):  # old Mac CR-only line ends
+                n += 1
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield n, LlmieDataError(f"invalid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column "
+                                            f"{e.start + 1})", file=str(p), line=n)
+                    continue
+                yield n, line
 
 
 def json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | LlmieDataError]]:
