@@ -166,7 +166,7 @@ def compare_tables(runs: list[tuple[str, dict[str, Any]]]) -> str:
             for k in keys:
                 vals = [rows.get(k, {}).get(m) for _, rows in keyed]
                 nums = [v for v in vals if isinstance(v, (int, float))]
-                best = (min(nums) if lower_better else max(nums)) if len(nums) > 1 else None
+                best = (min(nums) if lower_better else max(nums)) if len(set(nums)) > 1 else None
                 cells = "".join(f"<td class='{'best' if v == best else ''}'>{_fmt(v) if v is not None else '–'}</td>"
                                 for v in vals)
                 body.append(f"<tr><td class='k'>{_e(k)}</td>{cells}</tr>")
