@@ -161,9 +161,11 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     records = list(read_exp_records(inp))
     from llmie.io.atomic import resume_jsonl
 
-    prev = resume_jsonl(out)  # a killed or earlier run: keep its finished records (torn tail dropped)
+    keys = [str(r.record if isinstance(r, Exception) else r.id) for r in records]
+    # a killed or earlier run: keep its finished records of this input (torn tail and stale records dropped)
+    prev = resume_jsonl(out, set(keys).__contains__)
     n_all = len(records)
-    records = [r for r in records if str(r.record if isinstance(r, Exception) else r.id) not in prev]
+    records = [r for r, k in zip(records, keys) if k not in prev]
     n_ok, n_bad = sum(d.meta.get("status") == "ok" for d in prev.values()), 0
     step = max(1, chunk)
     for b in track(range(0, len(records), step), description=f"projecting ({method})", transient=True):
