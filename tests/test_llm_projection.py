@@ -193,7 +193,7 @@ def test_sft_then_dpo_on_cpu_adapters_saved_and_reloaded(tmp_path):
     assert info["global_steps"] == 2 and info["completion_only_loss"] and (sft_dir / "adapter_config.json").exists()
 
     dcfg = load_dpo_recipe(REPO / "recipes/pvp_dpo.yaml", [
-        "max_steps=2", "per_device_train_batch_size=2", "logging_steps=1", "learning_rate=1e-3",
+        "max_steps=2", "per_device_train_batch_size=2", "logging_steps=1", "learning_rate=1.0e-3",
         f"sft_adapter={sft_dir}", f"output_dir={dpo_dir}", f"data.train_file={tmp_path / 'dpo.jsonl'}",
         "data.limit=4"])
     train_dpo(dcfg)

@@ -11,7 +11,8 @@ DPO pairs (chosen = the verified projection; MASSIE App. H style negatives), by 
   changes skipped: they are too easy to tell apart);
 - `sft`: the SFT model's own wrong predictions on the training points (`llmie project --method llm
   --adapter SFT_DIR --in train.<lang>.jsonl --out P.jsonl`, passed as `sft_predictions`).
-A rejected answer is never equal to the chosen one (checked on the answer strings); duplicates are dropped.
+A rejected answer is never equal to the chosen one (checked on the answer strings); duplicates are dropped;
+kinds are interleaved so that the first N rows (`limit`) hold every kind.
 Rows are plain JSON (conversational prompt/completion, prompt/chosen/rejected), loadable with
 `datasets.load_dataset("json", data_files=...)` and by `llmie sft` / `llmie dpo` (`data.train_file`).
 """
@@ -172,8 +173,24 @@ def build_dpo_pairs(dirs: Sequence[str] = DEFAULT_DIRS, langs: Sequence[str] | N
             rows.append({"id": f"{pt.pair.id}#{pt.index}", "kind": kind, "prompt": prompt,
                          "chosen": [{"role": "assistant", "content": chosen}],
                          "rejected": [{"role": "assistant", "content": rej}]})
-    rng.shuffle(rows)
+    rows = interleave_kinds(rows, rng)
     return rows[:limit] if limit else rows
+
+
+def interleave_kinds(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Shuffle within each kind, then take kinds in turn: any prefix (a `limit`, a few CPU steps) sees every
+    kind, not ~98% boundary pairs (boundary variants outnumber the other kinds by far)."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["kind"], []).append(r)
+    for v in by.values():
+        rng.shuffle(v)
+    out, queues = [], [by[k] for k in sorted(by)]
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
 
 
 def check_pairs(rows: Sequence[dict[str, Any]]) -> None:
