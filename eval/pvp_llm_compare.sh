@@ -4,7 +4,7 @@
 # LIMIT pairs per EXP file. One heavy process at a time; nice'd for a shared machine.
 #   bash eval/pvp_llm_compare.sh [LIMIT] [SFT_STEPS] [DPO_STEPS]
 set -euo pipefail
-LIMIT=${1:-10}; SFT_STEPS=${2:-30}; DPO_STEPS=${3:-6}
+LIMIT=${1:-30}; SFT_STEPS=${2:-30}; DPO_STEPS=${3:-6}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 L="nice -n 10 .venv/bin/llmie"
 R=runs/pvp-llm
