@@ -2,17 +2,39 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """SafeLoader reading `1e-3` / `5E-5` as floats: PyYAML follows YAML 1.1, where a float needs a dot, so
+    `learning_rate: 1e-3` would reach the trainer as the string '1e-3'."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_value(text: str) -> Any:
+    """One YAML value (a file or a `key=value` override) with YAML 1.2 floats; only plain data is built."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506  SafeLoader subclass: no Python objects
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...], defaults: dict) -> dict:
-    """defaults <- the YAML file <- `key=value` overrides (values parsed with yaml.safe_load); unknown keys fail."""
-    import yaml
-
+    """defaults <- the YAML file <- `key=value` overrides (safe YAML, `1e-3` is a float); unknown keys fail."""
     cfg = dict(defaults)
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = parse_value(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a recipe must be a YAML mapping")
         cfg.update(data)
@@ -20,7 +42,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...],
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"override {item!r}: expected key=value")
-        cfg[key.strip()] = yaml.safe_load(value)
+        cfg[key.strip()] = parse_value(value)
     unknown = sorted(set(cfg) - set(defaults))
     if unknown:
         raise ValueError(f"unknown recipe keys: {', '.join(unknown)} (known: {', '.join(defaults)})")

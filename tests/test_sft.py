@@ -31,6 +31,9 @@ def test_recipe_keys_and_overrides(tmp_path):
             paper["per_device_train_batch_size"]) == (1e-4, "cosine", 0.03, 1, 16)
     with pytest.raises(ValueError, match="unknown recipe keys: not_a_key"):
         load_sft_recipe(None, ["not_a_key=1"])
+    # YAML 1.1 reads `1e-3` as a string; recipes read it as the float a user means
+    over = load_sft_recipe(REPO / "recipes/transfusion.yaml", ["learning_rate=1e-3", "data.n_tf=2E1"])
+    assert over["learning_rate"] == 1e-3 and over["data"]["n_tf"] == 20.0
     with pytest.raises(ValueError, match="llmie"):
         load_rows({"builder": "os:system"})
 

@@ -50,15 +50,13 @@ def defaults() -> dict[str, Any]:
 
 def load_sft_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
-    import yaml
-
-    from llmie.recipe import load_recipe
+    from llmie.recipe import load_recipe, parse_value
 
     plain, data_over = [], {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if sep and key.startswith("data."):
-            data_over[key[5:].strip()] = yaml.safe_load(value)
+            data_over[key[5:].strip()] = parse_value(value)
         else:
             plain.append(item)
     cfg = load_recipe(path, plain, defaults())
