@@ -384,7 +384,8 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
 
 
 @app.command()
-def optimize(task: str = typer.Option("ner", "--task", help="ner | re (also sf, ed, ee with --train)"),
+def optimize(task: str = typer.Option("ner", "--task", help="ner | re (also sf, ed, ee with --train) | "
+                                                          "projection (PVP synthetic data, EM)"),
              train: Optional[Path] = typer.Option(None, "--train", help="llmie JSONL/.iob2/CoNLL (default: UNER "
                                                                         "English dev; RE: RELX English)."),
              dev: Optional[Path] = typer.Option(None, "--dev", help="Dev file (default: a disjoint slice of --train)."),
@@ -453,7 +454,8 @@ def optimize(task: str = typer.Option("ner", "--task", help="ner | re (also sf, 
     typer.echo(json.dumps(summary, ensure_ascii=False))
     typer.echo(res["note"], err=True)
     if out:
-        typer.echo(f"wrote {out / 'results.json'}, {out / 'program.json'}, {out / 'template.yaml'}", err=True)
+        typer.echo(f"wrote {out / 'results.json'}, {out / 'program.json'}"
+                   + ("" if task == "projection" else f", {out / 'template.yaml'}"), err=True)
 
 
 @app.command()

@@ -404,6 +404,10 @@ def grounded(ex: Any, answer: dict[str, Any] | None, task: str) -> Document:
 
 def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) -> dict[str, Any]:
     """Run MIPROv2 (or only count its calls with `dry_run`); returns the results dict (DESIGN §5)."""
+    if cfg.task == "projection":  # label projection as generation: llmie/projection/mipro.py
+        from llmie.projection.mipro import run_projection
+
+        return run_projection(cfg, dry_run=dry_run, echo=echo)
     cfg.apply_preset()
     if cfg.auto and cfg.auto not in ("light", "medium", "heavy"):
         raise ValueError(f"--auto must be light, medium or heavy, not {cfg.auto!r}")
