@@ -92,6 +92,15 @@ def test_metric_exact_match_and_parse_failure_zero():
     assert m.calls == 4 and m.scored_predictions == 2
 
 
+def test_looping_proposals_are_recognised():
+    from llmie.projection.mipro import looping
+
+    assert looping("A problem como a problemam de solução ao que o que o que o que o que o que")
+    assert looping("Copy the span exactly ＃＃＃＃＃＃＃＃＃＃＃＃")
+    assert looping("The solution is not the solution, but the solution is not the solution. The solution is not the")
+    assert looping("Copy from the translation the words that translate the marked source phrase.") is None
+
+
 def test_exp_test_files_are_refused(data_dir):
     from llmie.projection.mipro import read_points
 
