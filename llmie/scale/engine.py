@@ -28,9 +28,6 @@ from llmie.scale.jobs import Record, Runner, chunks, decode, encode, record_id
 log = logging.getLogger("llmie")
 
 ENGINES = ("local", "ray")
-# Failure injection for tests only: the first actor to reach its 2nd shard SIGKILLs its own process once
-# (this file is the "once" marker). A real kill of a real worker process, not a mock.
-KILL_ENV = "LLMIE_SCALE_KILL_ONCE"
 
 
 def run_local(job: dict[str, Any], records: list[Record], out: Path, chunk: int = 256, resume: bool = False,
@@ -86,6 +83,9 @@ class ShardWorker:
         self.runner = Runner(job)
         self.dir = Path(shards)
         self.n_done = 0
+        # Failure injection for tests only: the first actor to reach its 2nd shard SIGKILLs its own process,
+        # once (this file is the marker). A real kill of a real worker process, not a mock.
+        self.kill_once = job.get("kill_once")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -108,7 +108,7 @@ class ShardWorker:
                 "ok": np.array(oks, dtype=np.int64)}
 
     def _maybe_die(self) -> None:
-        marker = os.environ.get(KILL_ENV)
+        marker = self.kill_once
         if marker and self.n_done >= 1:
             try:
                 fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)

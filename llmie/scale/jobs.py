@@ -101,6 +101,7 @@ def read_pairs(path: str | Path) -> Iterator[ProjectionPair | BadRecord]:
         return
     seen: set[str] = set()
     for n, row in _rows(p):
+        row = {k: v for k, v in row.items() if v is not None}  # Parquet fills absent optional columns with null
         try:
             pair = parse_pair(row, file=str(p), line=n)
             if pair.id in seen:
