@@ -49,6 +49,48 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...],
     return cfg
 
 
+UNSET = "__unset__"  # a trainer-config key the recipe did not set (the trainer's own default applies)
+
+
+def trl_defaults(config_cls: type, model_defaults: dict[str, Any]) -> dict[str, Any]:
+    """Known keys of a trl recipe: llmie's model/peft/data keys plus every init field of `config_cls`
+    (e.g. trl's SFTConfig, DPOConfig), the latter UNSET so only what a recipe sets reaches the trainer."""
+    import dataclasses
+
+    return {**model_defaults, **{f.name: UNSET for f in dataclasses.fields(config_cls)
+                                 if f.init and f.name not in model_defaults}}
+
+
+def load_trl_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...],
+                    defaults: dict[str, Any]) -> dict[str, Any]:
+    """defaults <- YAML <- overrides; `data.k=v` overrides go into the `data:` section."""
+    plain, data_over = [], {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.startswith("data."):
+            data_over[key[5:].strip()] = parse_value(value)
+        else:
+            plain.append(item)
+    cfg = load_recipe(path, plain, defaults)
+    if not isinstance(cfg["data"], dict):
+        raise ValueError("recipe key 'data' must be a mapping")
+    cfg["data"] = {**cfg["data"], **data_over}
+    return cfg
+
+
+def trainer_kwargs(cfg: dict[str, Any], model_defaults: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """The trainer-config keyword arguments of a recipe (only keys it set), with CPU defaults on a CPU."""
+    import torch
+
+    kw = {k: v for k, v in cfg.items() if k not in model_defaults and v != UNSET}
+    kw.setdefault("output_dir", output_dir)
+    kw.setdefault("report_to", "none")
+    if not torch.cuda.is_available():
+        kw.setdefault("use_cpu", True)
+        kw.setdefault("bf16", False)
+    return kw
+
+
 def recipe_main(argv: list[str], defaults: dict, train: Callable[[dict], Path]) -> int:
     """`python -m ... [RECIPE.yaml] [key=value ...]`: log to stderr, print the output folder."""
     argv = list(argv)

@@ -22,7 +22,6 @@ data parallelism; add a DeepSpeed/FSDP config with `--config_file` for larger mo
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import logging
@@ -30,51 +29,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmie.train.sft import _UNSET, MODEL_DEFAULTS, load_model
+from llmie.recipe import UNSET as _UNSET, load_trl_recipe, trainer_kwargs, trl_defaults
+from llmie.train.sft import MODEL_DEFAULTS, load_model
 
 log = logging.getLogger("llmie.dpo")
 
 DPO_MODEL_DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, "sft_adapter": None}
 
 
-def _dpo_fields() -> list[str]:
+def defaults() -> dict[str, Any]:
     from trl import DPOConfig
 
-    return [f.name for f in dataclasses.fields(DPOConfig) if f.init]
-
-
-def defaults() -> dict[str, Any]:
-    return {**DPO_MODEL_DEFAULTS, **{k: _UNSET for k in _dpo_fields() if k not in DPO_MODEL_DEFAULTS}}
+    return trl_defaults(DPOConfig, DPO_MODEL_DEFAULTS)
 
 
 def load_dpo_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
-    from llmie.recipe import load_recipe, parse_value
-
-    plain, data_over = [], {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if sep and key.startswith("data."):
-            data_over[key[5:].strip()] = parse_value(value)
-        else:
-            plain.append(item)
-    cfg = load_recipe(path, plain, defaults())
-    if not isinstance(cfg["data"], dict):
-        raise ValueError("recipe key 'data' must be a mapping")
-    cfg["data"] = {**cfg["data"], **data_over}
-    return cfg
+    return load_trl_recipe(path, overrides, defaults())
 
 
 def dpo_args(cfg: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    kw = {k: v for k, v in cfg.items() if k not in DPO_MODEL_DEFAULTS and v != _UNSET}
-    kw.setdefault("output_dir", "runs/dpo")
-    kw.setdefault("report_to", "none")
-    if not torch.cuda.is_available():
-        kw.setdefault("use_cpu", True)
-        kw.setdefault("bf16", False)
-    return kw
+    """The DPOConfig keyword arguments of a recipe (only keys the recipe set), with CPU defaults."""
+    return trainer_kwargs(cfg, DPO_MODEL_DEFAULTS, "runs/dpo")
 
 
 def load_pairs(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ Prompt-completion rows give a completion-only loss (trl masks the prompt); TF ro
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import logging
@@ -25,9 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmie.recipe import UNSET as _UNSET, load_trl_recipe, trainer_kwargs, trl_defaults
+
 log = logging.getLogger("llmie.sft")
 
-_UNSET = "__unset__"
 MODEL_DEFAULTS: dict[str, Any] = {
     "model": "embedded", "dtype": "auto", "trust_remote_code": False,
     "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
@@ -38,45 +38,20 @@ MODEL_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _sft_fields() -> list[str]:
+def defaults() -> dict[str, Any]:
     from trl import SFTConfig
 
-    return [f.name for f in dataclasses.fields(SFTConfig) if f.init]
-
-
-def defaults() -> dict[str, Any]:
-    return {**MODEL_DEFAULTS, **{k: _UNSET for k in _sft_fields() if k not in MODEL_DEFAULTS}}
+    return trl_defaults(SFTConfig, MODEL_DEFAULTS)
 
 
 def load_sft_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
-    from llmie.recipe import load_recipe, parse_value
-
-    plain, data_over = [], {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if sep and key.startswith("data."):
-            data_over[key[5:].strip()] = parse_value(value)
-        else:
-            plain.append(item)
-    cfg = load_recipe(path, plain, defaults())
-    if not isinstance(cfg["data"], dict):
-        raise ValueError("recipe key 'data' must be a mapping")
-    cfg["data"] = {**cfg["data"], **data_over}
-    return cfg
+    return load_trl_recipe(path, overrides, defaults())
 
 
 def sft_args(cfg: dict[str, Any]) -> dict[str, Any]:
     """The SFTConfig keyword arguments of a recipe (only keys the recipe set), with CPU defaults."""
-    import torch
-
-    kw = {k: v for k, v in cfg.items() if k not in MODEL_DEFAULTS and v != _UNSET}
-    kw.setdefault("output_dir", "runs/sft")
-    kw.setdefault("report_to", "none")
-    if not torch.cuda.is_available():
-        kw.setdefault("use_cpu", True)
-        kw.setdefault("bf16", False)
-    return kw
+    return trainer_kwargs(cfg, MODEL_DEFAULTS, "runs/sft")
 
 
 def load_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,6 +121,24 @@ def count_4bit(model) -> int:
     return sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
+def _rank_hash(trainer, out: Path) -> None:
+    """Under `accelerate launch` (>1 process) each rank writes a hash of its trainable weights, so a run can
+    prove the ranks stayed in sync (DDP/FSDP all-reduce) before rank 0's adapter is trusted."""
+    acc = trainer.accelerator
+    if acc.num_processes <= 1:
+        return
+    import hashlib
+
+    h = hashlib.sha256()
+    model = acc.unwrap_model(trainer.model)
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"rank{acc.process_index}.sha256").write_text(h.hexdigest(), encoding="utf-8")
+
+
 def train_sft(cfg: dict[str, Any]) -> Path:
     """Run one SFT job from a loaded recipe; returns the output folder (adapter + llmie_sft.json)."""
     from datasets import Dataset
@@ -175,6 +168,7 @@ def train_sft(cfg: dict[str, Any]) -> Path:
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     result = trainer.train()
     out = Path(args.output_dir)
+    _rank_hash(trainer, out)
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
