@@ -1,0 +1,42 @@
+"""`llmie sft` unchanged under `accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (torchrun,
+gloo; accelerate 1.15's `--cpu` runs one process unless mpirun is used): 2 real LoRA steps of the
+embedded model; both ranks must end with the same trainable weights (each writes a hash) and rank 0 saves."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_sft import _rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("trl", "peft", "accelerate")),
+                    reason="the train extra is not installed")
+def test_sft_two_ranks_agree(tmp_path):
+    from llmie.models import ModelSourceMissing, resolve_llm
+
+    try:
+        resolve_llm("embedded")
+    except ModelSourceMissing as e:
+        pytest.skip(str(e))
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
+    out = tmp_path / "adapter"
+    llmie = str(Path(sys.executable).with_name("llmie"))
+    cmd = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", llmie, "sft", str(REPO / "recipes/transfusion.yaml"),
+           "load_in_4bit=false", "max_steps=2", "per_device_train_batch_size=1", "lora_r=8", "max_length=256",
+           "logging_steps=1", f"output_dir={out}", f"data.train_file={tmp_path / 'rows.jsonl'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    h0, h1 = (out / "rank0.sha256").read_text(), (out / "rank1.sha256").read_text()
+    assert h0 == h1 and len(h0) == 64
+    info = json.loads((out / "llmie_sft.json").read_text())
+    assert info["global_steps"] == 2 and (out / "adapter_model.safetensors").exists()
