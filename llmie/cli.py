@@ -331,7 +331,7 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
             workers: int = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each)."),
             ) -> None:
     """Extract with batched-schema prompts; resumable (ids already in --out are skipped)."""
-    from llmie.io import read_documents, read_jsonl, write_jsonl
+    from llmie.io import read_documents, write_jsonl
     from llmie.massie import extract as run_extract
     from llmie.massie.prompt import schema_for
     from llmie.schema import Document, LlmieDataError

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +26,36 @@ def data_dir() -> Path:
     if not d.is_dir():
         pytest.skip(f"benchmark data not found at {d} (set LLMIE_DATA_DIR)")
     return d
+
+
+def serve_like_a_user(log: Path, name: str) -> Iterator[str]:
+    """`llmie serve` started the way a user would (another shell), yielding its /v1 URL once healthy; stopped by
+    its PID (SIGTERM: `llmie serve` stops its vLLM server). Used by module-scoped `user_server` fixtures."""
+    from llmie.backends.serve import free_port
+
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "llmie.cli", "serve", "--port", str(port), "--name", name,
+                                 "--timeout", "900"], stdout=f, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900  # vLLM start: ~45 s idle, minutes on a busy CPU
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "llmie serve did not become healthy"
+            time.sleep(1)
+        yield url + "/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -44,7 +44,7 @@ CODE = [f"__import__('os').system('touch {MARKER}')",
         f"exec(\"open('{MARKER}', 'w')\")",
         f"{{'PER': [open('{MARKER}', 'w').name]}}",
         "(lambda: __import__('subprocess').run(['true']))()",
-        f"[Person(span='x').__class__.__mro__[1].__subclasses__()]"]
+        "[Person(span='x').__class__.__mro__[1].__subclasses__()]"]
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 READERS_JSONL: dict[str, Callable[[Path], Any]] = {

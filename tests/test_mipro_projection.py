@@ -12,12 +12,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from llmie.backends.serve import free_port
+from tests.conftest import serve_like_a_user
 
 LLMIE = [sys.executable, "-m", "llmie.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -93,12 +92,14 @@ def test_metric_exact_match_and_parse_failure_zero():
 
 
 def test_looping_proposals_are_recognised():
-    from llmie.projection.mipro import looping
+    """One filter for every MIPRO run (llmie optimize --task ner|...|projection): looping proposals are dropped."""
+    from llmie.optimize.program import degenerate_instruction, looping
 
     assert looping("A problem como a problemam de solução ao que o que o que o que o que o que")
     assert looping("Copy the span exactly ＃＃＃＃＃＃＃＃＃＃＃＃")
     assert looping("The solution is not the solution, but the solution is not the solution. The solution is not the")
     assert looping("Copy from the translation the words that translate the marked source phrase.") is None
+    assert "looping" in degenerate_instruction("A problem como a problemam de solução ao que o que o que o que o que")
 
 
 def test_exp_test_files_are_refused(data_dir):
@@ -114,31 +115,7 @@ def test_exp_test_files_are_refused(data_dir):
 @pytest.fixture(scope="module")
 def user_server(tmp_path_factory):
     """A server started the way a user would: `llmie serve` in another shell; stopped by its PID."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([*LLMIE, "serve", "--port", str(port), "--name", "projsmol", "--timeout", "900"],
-                                stdout=f, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900  # vLLM start: ~45 s idle, minutes on a busy CPU
-    try:
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "llmie serve did not become healthy"
-            time.sleep(1)
-        yield url + "/v1"
-    finally:
-        proc.terminate()  # SIGTERM to that PID: `llmie serve` stops its vLLM server
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    yield from serve_like_a_user(tmp_path_factory.mktemp("serve") / "serve.log", "projsmol")
 
 
 @pytest.mark.slow

@@ -10,13 +10,13 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from llmie.backends.serve import free_port, pid_alive
+from tests.conftest import serve_like_a_user
+
+from llmie.backends.serve import pid_alive
 
 LLMIE = [sys.executable, "-m", "llmie.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -97,32 +97,7 @@ def test_smoke_run_starts_and_stops_the_embedded_server(tmp_path, data_dir):
 @pytest.fixture(scope="module")
 def user_server(tmp_path_factory):
     """A server started the way a user would: `llmie serve` in another shell; stopped by its PID."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([*LLMIE, "serve", "--port", str(port), "--name", "usersmol",
-                                 "--timeout", "900"], stdout=f,
-                                stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900  # vLLM start: ~45 s idle, minutes on a busy CPU
-    try:
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "llmie serve did not become healthy"
-            time.sleep(1)
-        yield url + "/v1"
-    finally:
-        proc.terminate()  # SIGTERM to that PID: `llmie serve` stops its vLLM server
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    yield from serve_like_a_user(tmp_path_factory.mktemp("serve") / "serve.log", "usersmol")
 
 
 @pytest.mark.slow

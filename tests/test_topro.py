@@ -3,7 +3,6 @@ training run on the embedded encoder, save/load, native MLM heads, CLI smoke."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from llmie.io import read_conll, read_iob2, read_jsonl, spans_to_bio, write_json_atomic, write_jsonl
+from llmie.io import read_conll, read_iob2, spans_to_bio, write_json_atomic, write_jsonl
 from llmie.metrics import corpus_score, items_from_document, score_items, seqeval_scores
 from llmie.schema import Document, Schema
 

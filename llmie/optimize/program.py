@@ -308,6 +308,18 @@ def degenerate_instruction(text: str) -> str | None:
     clauses = [c.strip().lower() for c in re.split(r"[;.\n]", t) if len(c.split()) >= 3]
     if clauses and max(Counter(clauses).values()) >= 3:
         return "repeats a clause (a looping generation)"
+    return looping(t)
+
+
+def looping(text: str) -> str | None:
+    """Why a proposal is a looping generation (None if not): the 135M proposer also repeats a phrase without
+    punctuation between the repeats ("... o que o que o que ...") or one character."""
+    if re.search(r"(\S)\1{9,}", text):
+        return "repeats one character (a looping generation)"
+    w = text.lower().split()
+    grams = Counter(tuple(w[k:k + 3]) for k in range(len(w) - 2))
+    if grams and max(grams.values()) >= 3:
+        return "repeats a phrase (a looping generation)"
     return None
 
 

@@ -16,9 +16,7 @@ JSON-schema adapter, the served `dspy.LM("openai/<name>")`).
 from __future__ import annotations
 
 import random
-import re
 import threading
-from collections import Counter
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -104,37 +102,6 @@ class ProjectionAdapter(MassieAdapter):
             raise AdapterParseError(adapter_name="ProjectionAdapter", signature=signature, lm_response=completion,
                                     message="answer is not a candidate substring of the target")
         return {"span": span}
-
-
-def looping(text: str) -> str | None:
-    """Why a proposal is a looping generation (None if not): the 135M proposer repeats a phrase without the
-    punctuation `degenerate_instruction` splits clauses on ("... o que o que o que ...") or one character."""
-    if re.search(r"(\S)\1{9,}", text):
-        return "repeats one character (a looping generation)"
-    w = text.lower().split()
-    grams = Counter(tuple(w[k:k + 3]) for k in range(len(w) - 2))
-    if grams and max(grams.values()) >= 3:
-        return "repeats a phrase (a looping generation)"
-    return None
-
-
-class ProjectionMIPROv2(FilteredMIPROv2):
-    """`FilteredMIPROv2` that also drops looping proposals (recorded in `proposals` with the reason)."""
-
-    def _propose_instructions(self, program, trainset, demo_candidates, *args, **kwargs):  # type: ignore[override]
-        cands = super()._propose_instructions(program, trainset, demo_candidates, *args, **kwargs)
-        for i, lst in cands.items():
-            kept = lst[:1]
-            for text in lst[1:]:
-                why = looping(text)
-                if why is None:
-                    kept.append(text)
-                    continue
-                for p in self.proposals:
-                    if p["predictor"] == i and p["text"] == text and not p["rejected"]:
-                        p["rejected"] = why
-            cands[i] = kept
-        return cands
 
 
 class ProjectionProgram(dspy.Module):
@@ -302,7 +269,7 @@ def run_projection(cfg: Any, dry_run: bool = False, echo: Any = print) -> dict[s
         t1 = time.perf_counter()
         before = evaluate(default, devset, cfg.num_threads)
         s = est["settings"]
-        mipro = ProjectionMIPROv2(metric=metric, prompt_model=prompt_lm, task_model=task_lm, auto=cfg.auto,
+        mipro = FilteredMIPROv2(metric=metric, prompt_model=prompt_lm, task_model=task_lm, auto=cfg.auto,
                                   num_candidates=None if cfg.auto else cfg.candidates,
                                   max_bootstrapped_demos=s["bootstrapped"], max_labeled_demos=cfg.demos,
                                   num_threads=cfg.num_threads, max_errors=max(len(devset), len(trainset)) + 1,
@@ -369,5 +336,5 @@ def load_program(path: str | Path) -> ProjectionProgram:
     return prog
 
 
-__all__ = ["ProjectSpan", "ProjectionAdapter", "ProjectionProgram", "ProjectionMIPROv2", "ExactMatchMetric", "looping", "allowed_answers",
+__all__ = ["ProjectSpan", "ProjectionAdapter", "ProjectionProgram", "ExactMatchMetric", "allowed_answers",
            "read_points", "split_points", "run_projection", "load_program"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from llmie.projection.algorithms import Projection, project_rows
 from llmie.projection.binary import BinaryAlignModel, encode_pairs, load_binary_model, marked_target_probs
