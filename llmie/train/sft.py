@@ -139,24 +139,6 @@ def _rank_hash(trainer, out: Path) -> None:
     (out / f"rank{acc.process_index}.sha256").write_text(h.hexdigest(), encoding="utf-8")
 
 
-def _rank_hash(trainer, out: Path) -> None:
-    """Under `accelerate launch` (>1 process) each rank writes a hash of its trainable weights, so a run can
-    prove the ranks stayed in sync (DDP/FSDP all-reduce) before rank 0's adapter is trusted."""
-    acc = trainer.accelerator
-    if acc.num_processes <= 1:
-        return
-    import hashlib
-
-    h = hashlib.sha256()
-    model = acc.unwrap_model(trainer.model)
-    for name, p in sorted(model.named_parameters()):
-        if p.requires_grad:
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"rank{acc.process_index}.sha256").write_text(h.hexdigest(), encoding="utf-8")
-
-
 def train_sft(cfg: dict[str, Any]) -> Path:
     """Run one SFT job from a loaded recipe; returns the output folder (adapter + llmie_sft.json)."""
     from datasets import Dataset
@@ -186,7 +168,6 @@ def train_sft(cfg: dict[str, Any]) -> Path:
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     result = trainer.train()
     out = Path(args.output_dir)
-    _rank_hash(trainer, out)
     _rank_hash(trainer, out)
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
