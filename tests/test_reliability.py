@@ -117,7 +117,9 @@ SERVER = textwrap.dedent('''
 ''')
 
 PARENT = textwrap.dedent('''
-    import sys, time
+    import signal, sys, time
+    # as started from a terminal: a runner under `nohup` hands down an ignored SIGHUP, which llmie keeps ignored
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     from llmie.backends.serve import free_port, launch
     port = free_port()
     h = launch([sys.executable, "-c", SERVER, str(port)], "127.0.0.1", port, timeout=60)
