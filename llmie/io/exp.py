@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmie.io.jsonl import iter_json_lines, json_lines, write_jsonl
+from llmie.io.jsonl import check_new_id, iter_json_lines, json_lines, write_jsonl
 from llmie.schema import Document, LlmieDataError, ProjectionPair, Span, validation_message
 
 _REQUIRED = ("id", "src_text", "tgt_text", "src_spans")
@@ -57,10 +57,7 @@ def read_exp(path: str | Path, *, errors: str = "raise") -> Iterator[ProjectionP
     for n, obj in iter_json_lines(path):
         try:
             pair = parse_pair(obj, file=str(path), line=n)
-            if pair.id in seen:
-                raise LlmieDataError(f"duplicate id (first on line {seen[pair.id]})", file=str(path), line=n,
-                                     record=pair.id, field="id")
-            seen[pair.id] = n
+            check_new_id(seen, pair.id, path, n)
             yield pair
         except LlmieDataError as e:
             if errors == "raise":

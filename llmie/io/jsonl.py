@@ -81,15 +81,20 @@ def parse_document(obj: dict[str, Any], *, file: str | None = None, line: int | 
         raise LlmieDataError(validation_message(e), file=file, line=line, record=str(rid)) from None
 
 
+def check_new_id(seen: dict[str, int], rid: str, path: str | Path, line: int) -> None:
+    """Record `rid` as read on `line`; a repeated id is an error naming both lines (results are matched by id)."""
+    if rid in seen:
+        raise LlmieDataError(f"duplicate id (first on line {seen[rid]})", file=str(path), line=line,
+                             record=rid, field="id")
+    seen[rid] = line
+
+
 def read_jsonl(path: str | Path) -> Iterator[Document]:
     """Stream Documents from an llmie JSONL file; a repeated id is an error (results are matched by id)."""
     seen: dict[str, int] = {}
     for n, obj in iter_json_lines(path):
         doc = parse_document(obj, file=str(path), line=n)
-        if doc.id in seen:
-            raise LlmieDataError(f"duplicate id (first on line {seen[doc.id]})", file=str(path), line=n,
-                                 record=doc.id, field="id")
-        seen[doc.id] = n
+        check_new_id(seen, doc.id, path, n)
         yield doc
 
 
