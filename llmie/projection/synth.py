@@ -71,56 +71,129 @@ def _spans(p, ranges) -> list[Span]:
     return out
 
 
-def synthesize(src_docs: Sequence[Document], langs: Sequence[str], out_dir: Path, translator, aligner, *,
-               src_lang: str = "eng", n_train: int = 1000, n_dev: int = 100, seed: int = 13,
-               verify: bool = True, dataset: str = "synthetic") -> dict[str, Any]:
+def seed_records(src_docs: Sequence[Document], langs: Sequence[str], *, n_train: int, n_dev: int, seed: int,
+                 src_lang: str = "eng") -> list[Document]:
+    """The work list: one English seed per (target language, split, sampled document), id `doc>lang`.
+
+    Seeds are plain Documents (meta: tgt_lang, split, src_id) so both engines of `llmie.scale` can carry them.
+    """
+    out = []
+    for lang in langs:
+        train, dev = sample_split(src_docs, n_train, n_dev, seed, lang)
+        for split, docs in (("train", train), ("dev", dev)):
+            out.extend(Document(id=f"{d.id}>{lang}", text=d.text, lang=src_lang, spans=d.spans,
+                                meta={"src_id": d.id, "tgt_lang": lang, "split": split}) for d in docs)
+    return out
+
+
+def _pair(seed: Document, tgt_text: str, dataset: str) -> ProjectionPair:
+    src = Document(id=seed.meta["src_id"], text=seed.text, lang=seed.lang, spans=seed.spans)
+    return ProjectionPair(id=seed.id, src=src, tgt_text=tgt_text, tgt_lang=seed.meta["tgt_lang"],
+                          meta={"dataset": dataset, "split": seed.meta["split"]})
+
+
+def synth_batch(seeds: Sequence[Document], translator, aligner, *, verify: bool = True,
+                dataset: str = "synthetic") -> list[Document]:
+    """Translate + propose (Alg. 1) + verify (Alg. 2) one batch of seeds: one output per seed, in order.
+
+    The output is the target side as a Document: text = the translation, spans = the kept (status ok) or
+    the rejected proposal's spans, meta.status ok | rejected | failed with the reason. This is the unit both
+    `--engine local` and `--engine ray` run (llmie.scale.jobs.Runner), so the engines cannot drift apart.
+    """
+    tgt: dict[int, str] = {}
+    by_lang: dict[str, list[int]] = {}
+    for i, s in enumerate(seeds):
+        by_lang.setdefault(s.meta["tgt_lang"], []).append(i)
+    for lang, idx in by_lang.items():  # one MT batch per target language
+        for i, t in zip(idx, translator.translate([seeds[i].text for i in idx], seeds[idx[0]].lang, lang)):
+            tgt[i] = t
+    pairs = [_pair(s, tgt[i], dataset) for i, s in enumerate(seeds)]
+    out = []
+    for s, p, r in zip(seeds, pairs, propose_and_verify(pairs, aligner, verify)):
+        meta = {"status": r[0], "split": s.meta["split"], "src_id": s.meta["src_id"]}
+        spans = r[1] if r[0] == "ok" else r[2] if r[0] == "rejected" else []
+        if r[0] != "ok":
+            meta["reason"] = r[1]
+        out.append(Document(id=s.id, text=p.tgt_text, lang=p.tgt_lang, spans=spans, meta=meta))
+    return out
+
+
+def write_points(seeds: Sequence[Document], outputs: Sequence[Document], out_dir: Path, *, verify: bool = True,
+                 dataset: str = "synthetic") -> dict[str, Any]:
+    """`train|dev|rejected.<lang>.jsonl` (EXP-style) and per-language counts from the per-seed outputs."""
+    from llmie.io.atomic import write_jsonl_atomic
+
+    got = {o.id: o for o in outputs}
+    missing = [s.id for s in seeds if s.id not in got]
+    if missing:
+        raise RuntimeError(f"{len(missing)} seeds have no synthesis output (first: {missing[0]!r}); rerun to resume")
+    counts: dict[str, Any] = {}
+    files: dict[tuple[str, str], list[dict]] = {}
+    for s in seeds:
+        lang, split, o = s.meta["tgt_lang"], s.meta["split"], got[s.id]
+        c = counts.setdefault(lang, {"seeds": 0, "proposed": 0, "failed": 0, "rejected": 0, "kept": 0, "points": 0})
+        for key in ((lang, "train"), (lang, "dev"), (lang, "rejected")):
+            files.setdefault(key, [])
+        p, status = _pair(s, o.text, dataset), o.meta.get("status")
+        c["seeds"] += 1
+        if status == "ok":
+            c["proposed"] += 1
+            c["kept"] += 1
+            c["points"] += len(o.spans)
+            files[(lang, split)].append(pair_to_dict(p, o.spans) | {"meta": {"split": split, "verified": verify}})
+        elif status == "rejected":
+            c["proposed"] += 1
+            c["rejected"] += 1
+            files[(lang, "rejected")].append(pair_to_dict(p, o.spans) | {
+                "meta": {"split": split, "status": "rejected", "reason": o.meta.get("reason")}})
+        else:
+            c["failed"] += 1
+            files[(lang, "rejected")].append(pair_to_dict(p, None) | {
+                "meta": {"split": split, "status": "failed", "reason": o.meta.get("reason")}})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for (lang, name), rows in files.items():
+        write_jsonl_atomic(rows, out_dir / f"{name}.{lang}.jsonl")
+    return counts
+
+
+def synthesize(src_docs: Sequence[Document], langs: Sequence[str], out_dir: Path, *, translator: str = "auto",
+               proposer: str = "binary", src_lang: str = "eng", n_train: int = 1000, n_dev: int = 100,
+               seed: int = 13, verify: bool = True, dataset: str = "synthetic", engine: str = "local",
+               chunk: int = 256, workers: int = 2, address: str | None = None, mt_cache: str | None = None,
+               progress=None) -> dict[str, Any]:
+    """{"counts": per-language counts, "run": engine stats}. The PVP synthesis pipeline over `llmie.scale`: seeds -> `synth` job (local or Ray Data actors, each
+    loading the MT engine and the proposer once) -> per-seed outputs in `OUT/synth.jsonl` -> point files.
+
+    Resumable with either engine: the local engine skips seeds already in `OUT/synth.jsonl`, the Ray engine
+    skips finished shards in `OUT/synth.jsonl.shards/`. A rerun into the same OUT with other settings is
+    refused (it would mix two samples).
+    """
     import json
 
-    from llmie.io.atomic import atomic_write_json, write_jsonl_atomic
+    from llmie.scale import run
+    from llmie.scale.jobs import synth_job
 
+    seeds = seed_records(src_docs, langs, n_train=n_train, n_dev=n_dev, seed=seed, src_lang=src_lang)
+    job = synth_job(translator, proposer, verify=verify, dataset=dataset, mt_cache=mt_cache)
+    settings = {"job": job, "n_train": n_train, "n_dev": n_dev, "seed": seed, "langs": list(langs),
+                "n_src": len(src_docs), "chunk": chunk}
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, Any] = {}
-    for lang in langs:
-        # resumable per language: a finished language leaves a marker with its counts and settings; a rerun
-        # with the same --out and settings skips it (files are written atomically, so no half file remains)
-        marker = out_dir / f".done.{lang}.json"
-        settings = {"n_train": n_train, "n_dev": n_dev, "seed": seed, "verify": verify, "n_src": len(src_docs)}
-        if marker.exists():
-            prev = json.loads(marker.read_text(encoding="utf-8"))
-            if prev.get("settings") == settings:
-                counts[lang] = prev["counts"]
-                continue
-        train, dev = sample_split(src_docs, n_train, n_dev, seed, lang)
-        c = {"seeds": 0, "proposed": 0, "failed": 0, "rejected": 0, "kept": 0, "points": 0}
-        rejected_rows = []
-        for split, docs in (("train", train), ("dev", dev)):
-            tgt = translator.translate([d.text for d in docs], src_lang, lang)
-            pairs = [ProjectionPair(id=f"{d.id}>{lang}", src=Document(id=d.id, text=d.text, lang=src_lang,
-                                                                      spans=d.spans),
-                                    tgt_text=t, tgt_lang=lang, meta={"dataset": dataset, "split": split})
-                     for d, t in zip(docs, tgt)]
-            rows = []
-            for p, r in zip(pairs, propose_and_verify(pairs, aligner, verify)):
-                c["seeds"] += 1
-                if r[0] == "ok":
-                    c["proposed"] += 1
-                    c["kept"] += 1
-                    c["points"] += len(r[1])
-                    rows.append(pair_to_dict(p, r[1]) | {"meta": {"split": split, "verified": verify}})
-                elif r[0] == "rejected":
-                    c["proposed"] += 1
-                    c["rejected"] += 1
-                    rejected_rows.append(pair_to_dict(p, r[2]) | {"meta": {"split": split, "status": "rejected",
-                                                                          "reason": r[1]}})
-                else:
-                    c["failed"] += 1
-                    rejected_rows.append(pair_to_dict(p, None) | {"meta": {"split": split, "status": "failed",
-                                                                          "reason": r[1]}})
-            write_jsonl_atomic(rows, out_dir / f"{split}.{lang}.jsonl")
-        write_jsonl_atomic(rejected_rows, out_dir / f"rejected.{lang}.jsonl")
-        counts[lang] = c
-        atomic_write_json({"settings": settings, "counts": c}, marker)
-    return counts
+    marker, outputs = out_dir / "synth.settings.json", out_dir / "synth.jsonl"
+    if outputs.exists():
+        prev = json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else {}
+        if {k: v for k, v in prev.items() if k != "engine"} != settings:
+            raise ValueError(f"{out_dir} holds synthesis outputs of other settings ({marker}); use another --out "
+                             "or remove that folder")
+    from llmie.io.atomic import atomic_write_json
+
+    atomic_write_json(settings | {"engine": engine}, marker)
+    st = run(job, seeds, outputs, engine=engine, chunk=chunk, workers=workers, address=address, resume=True,
+             progress=progress)
+    from llmie.io import read_jsonl
+
+    counts = write_points(seeds, list(read_jsonl(outputs)), out_dir, verify=verify, dataset=dataset)
+    keep = ("engine", "n", "seconds", "workers", "shards", "skipped_done", "skipped_shards", "redone_shards")
+    return {"counts": counts, "run": {k: st[k] for k in keep if k in st}}
 
 
 def phrases_from_alignment(sents: Sequence[AlignedSentence], max_len: int = 4, per_sentence: int = 2,

@@ -36,10 +36,12 @@ def run_local(job: dict[str, Any], records: list[Record], out: Path, chunk: int 
     t0 = time.perf_counter()
     done = {d.id for d in read_jsonl(out)} if resume and out.exists() else set()
     todo = [r for r in records if record_id(r) not in done]
-    runner = Runner(job)
     if not resume or not out.exists():
         write_jsonl([], out)
-    docs_all = []
+    docs_all: list = []
+    if not todo:  # nothing left: do not load a model
+        return _stats(docs_all, len(records), out, t0) | {"engine": "local", "skipped_done": len(done)}
+    runner = Runner(job)
     try:
         for part in chunks(todo, chunk):
             docs = runner(part)

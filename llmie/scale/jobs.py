@@ -1,4 +1,4 @@
-"""One unit of work per command, shared by `--engine local` and `--engine ray` (DESIGN.md §7).
+"""One unit of work per command (project, extract, synth), shared by `--engine local` and `--engine ray` (DESIGN.md §7).
 
 A *job* is a plain dict (picklable, JSON-able: it travels to Ray actors) that says which model to load and
 how to call the existing method code; `make_runner(job)` loads the model once and returns a function
@@ -148,6 +148,14 @@ def extract_job(schema: Any, backend: str = "vllm", model: str = "embedded", api
             "api_base": api_base, "template": template, "constrained": constrained, "cache": cache}
 
 
+def synth_job(translator: str = "auto", proposer: str = "binary", *, verify: bool = True,
+              dataset: str = "synthetic", mt_cache: str | None = None, threads: int = 1) -> dict[str, Any]:
+    """PVP synthesis (llmie.projection.synth): records are seed Documents, outputs the per-seed target side.
+    `mt_cache`: sqlite path for translations, `none` for no cache, None for the default cache file."""
+    return {"kind": "synth", "translator": translator, "proposer": proposer, "verify": verify, "dataset": dataset,
+            "mt_cache": mt_cache, "threads": threads}
+
+
 class Runner:
     """records -> Documents for one job; the model is loaded in __init__ (once per process / Ray actor)."""
 
@@ -178,6 +186,20 @@ class Runner:
             self.close = be.close
             self._fn = lambda docs: extract(docs, schema, backend=be, template=job["template"],
                                             constrained=job["constrained"])
+        elif job["kind"] == "synth":
+            import torch
+
+            from llmie.mt import get_translator
+            from llmie.projection.project import get_aligner
+            from llmie.projection.synth import synth_batch
+
+            torch.set_num_threads(max(1, int(job.get("threads", 1))))
+            cache = job.get("mt_cache")
+            off = isinstance(cache, str) and cache.lower() == "none"
+            tr = get_translator(job["translator"], cache=not off, cache_path=None if off else cache)
+            aligner = get_aligner(job["proposer"], "embedded")
+            self.close = getattr(tr, "close", lambda: None)
+            self._fn = lambda seeds: synth_batch(seeds, tr, aligner, verify=job["verify"], dataset=job["dataset"])
         else:
             raise ValueError(f"unknown job kind {job['kind']!r}")
 
