@@ -1,6 +1,7 @@
-"""`llmie sft` unchanged under `accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (torchrun,
-gloo; accelerate 1.15's `--cpu` runs one process unless mpirun is used): 2 real LoRA steps of the
-embedded model; both ranks must end with the same trainable weights (each writes a hash) and rank 0 saves."""
+"""`llmie sft` and `llmie train-projector` unchanged under `accelerate launch --multi_gpu --num_processes 2` on a
+CPU-only machine (torchrun, gloo; accelerate 1.15's `--cpu` runs one process unless mpirun is used): 2 real LoRA
+steps of the embedded model; both ranks must end with the same trainable weights (each writes a hash) and rank 0
+saves."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,6 +18,13 @@ from tests.test_sft import _rows
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _launch_2(*args: str) -> list[str]:
+    """`accelerate launch` of the installed `llmie` console script with 2 CPU processes (torchrun + gloo)."""
+    return [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            str(Path(sys.executable).with_name("llmie")), *args]
+
+
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("trl", "peft", "accelerate")),
                     reason="the train extra is not installed")
 def test_sft_two_ranks_agree(tmp_path):
@@ -28,11 +36,9 @@ def test_sft_two_ranks_agree(tmp_path):
         pytest.skip(str(e))
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
     out = tmp_path / "adapter"
-    llmie = str(Path(sys.executable).with_name("llmie"))
-    cmd = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", llmie, "sft", str(REPO / "recipes/transfusion.yaml"),
-           "load_in_4bit=false", "max_steps=2", "per_device_train_batch_size=1", "lora_r=8", "max_length=256",
-           "logging_steps=1", f"output_dir={out}", f"data.train_file={tmp_path / 'rows.jsonl'}"]
+    cmd = _launch_2("sft", str(REPO / "recipes/transfusion.yaml"), "load_in_4bit=false", "max_steps=2",
+                    "per_device_train_batch_size=1", "lora_r=8", "max_length=256", "logging_steps=1",
+                    f"output_dir={out}", f"data.train_file={tmp_path / 'rows.jsonl'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -40,3 +46,36 @@ def test_sft_two_ranks_agree(tmp_path):
     assert h0 == h1 and len(h0) == 64
     info = json.loads((out / "llmie_sft.json").read_text())
     assert info["global_steps"] == 2 and (out / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("peft", "accelerate")),
+                    reason="the train extra is not installed")
+def test_train_projector_two_ranks_agree(tmp_path, data_dir):
+    """PVP projector training on 2 ranks (16 real Europarl EXP pairs with gold target spans): same weights on
+    both ranks, rank 0 saves an aligner that records the world size, and the adapter projects."""
+    from llmie.io import read_exp
+    from llmie.models import ModelSourceMissing, resolve_encoder
+    from llmie.projection.project import project
+
+    try:
+        resolve_encoder("embedded")
+    except ModelSourceMissing as e:
+        pytest.skip(str(e))
+    src = data_dir / "exp/europarl/en-de.test.jsonl"
+    lines = src.read_text(encoding="utf-8").splitlines()[:16]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "proj"
+    cmd = _launch_2("train-projector", str(REPO / "recipes/pvp_encoder.yaml"), "max_steps=2", "batch_size=4",
+                    "eval_every=0", f"train={tmp_path / 'train.jsonl'}", "dev=[]", f"out={out}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    h0, h1 = (out / "rank0.sha256").read_text(), (out / "rank1.sha256").read_text()
+    assert h0 == h1 and len(h0) == 64 and all(c in "0123456789abcdef" for c in h0)
+    training = json.loads((out / "aligner.json").read_text())["training"]
+    assert training["steps"] == 2 and training["world_size"] == 2 and training["global_batch_size"] == 4
+    assert len(training["first_losses"]) == 2 and (out / "adapter_model.safetensors").exists()
+    pairs = list(read_exp(src))[:3]
+    docs = list(project(pairs, "pvp", adapter=str(out)))
+    assert [d.id for d in docs] == [p.id for p in pairs]
+    assert all(d.meta["status"] in ("ok", "failed") for d in docs)

@@ -9,6 +9,16 @@ pair's target (same target language when possible) with all-zero labels. AdamW, 
 warmup; model selection by exact match on the dev file. LoRA (peft) or full fine-tuning.
 
     llmie train-projector recipes/pvp_encoder.yaml [key=value ...]
+    accelerate launch --multi_gpu --num_processes N $(which llmie) train-projector recipes/pvp_encoder.yaml
+
+Data-parallel under `accelerate launch` (an `accelerate.Accelerator`; one plain process is world size 1 and
+trains exactly as before). `batch_size` is the GLOBAL batch per optimizer step: every rank draws the same
+global batch (same seeded order and augmentation as a single process) and keeps its examples r, r+N, r+2N...,
+so N ranks split one batch instead of each training on its own. The worst-group selection is made over the
+whole global batch (per-point losses are all-gathered) and DDP's gradient average then equals one process's
+gradient on that batch. Dev EM is computed on a 1/N slice of the dev pairs per rank and summed, so every rank
+takes the same best-step decision. Ranks run on CPU (gloo): projection inference, which the dev evaluation
+uses, is CPU code. Every rank writes `OUT/rank{N}.sha256` of its final trainable weights; rank 0 saves.
 """
 from __future__ import annotations
 
@@ -109,7 +119,7 @@ def make_examples(tok, points: list[Point], all_points: list[Point], marker_id: 
     return out
 
 
-def point_losses(net: PVPModel, examples, pad_id: int) -> torch.Tensor:
+def point_losses(net: torch.nn.Module, examples, pad_id: int) -> torch.Tensor:
     ids, mask = pad_batch([e[0] for e in examples], pad_id)
     labels = torch.zeros(ids.shape)
     scored = torch.zeros(ids.shape, dtype=torch.bool)
@@ -126,7 +136,35 @@ def worst_group_loss(losses: torch.Tensor, k: float) -> torch.Tensor:
     return torch.topk(losses, g).values.mean()
 
 
-def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
+def batch_loss(pl: torch.Tensor, k: float, n: int, accelerator) -> tuple[torch.Tensor, float]:
+    """(loss to back-propagate, mean point loss of the global batch) for this rank's slice `pl` of a global
+    batch of `n` points (rank r holds points r, r+N, ...).
+
+    One process: the plain WGL (or mean) loss. N processes: the top ⌊n·k⌋ points are chosen over the
+    all-gathered global losses, and each rank's loss is N/g · (sum of its chosen points), so DDP's gradient
+    mean is the gradient of the global WGL loss (not N separate local selections)."""
+    world = accelerator.num_processes
+    if world == 1:
+        return (worst_group_loss(pl, k) if k < 1 else pl.mean()), pl.mean().item()
+    rank, m = accelerator.process_index, math.ceil(n / world)
+    padded = torch.full((m,), float("nan"), device=pl.device)
+    padded[: len(pl)] = pl.detach()
+    gathered = accelerator.gather(padded)                       # rank-major: rank r's j-th point at r*m + j
+    glob = gathered[[(i % world) * m + i // world for i in range(n)]]  # global batch order
+    if k < 1:
+        g = max(1, math.floor(n * k))
+        chosen = torch.topk(glob, g).indices.tolist()
+    else:
+        g, chosen = n, list(range(n))
+    weight = torch.zeros(len(pl), device=pl.device)
+    for i in chosen:
+        if i % world == rank:
+            weight[i // world] = world / g
+    return (pl * weight).sum(), glob.mean().item()   # all points in the graph: every rank back-propagates
+
+
+def dev_hits(projector: PVPProjector, pairs: list[ProjectionPair]) -> int:
+    """Number of pairs whose projected span texts equal the gold target spans exactly."""
     from llmie.projection.project import prepare
 
     prepped = [prepare(p) for p in pairs]
@@ -138,13 +176,28 @@ def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
             if getattr(r, "ok", False):
                 texts = [p.pair.tgt_text[p.tgt_words[a].start:p.tgt_words[z].end] for a, z in r.spans]
                 hits += texts == [s.text for s in p.pair.gold_tgt_spans]
-    return 100.0 * hits / max(1, len(pairs))
+    return hits
+
+
+def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
+    return 100.0 * dev_hits(projector, pairs) / max(1, len(pairs))
 
 
 def train_projector(cfg: dict) -> Path:
+    """Train and save a PVP projector folder; the same code runs alone or as one rank of `accelerate launch`."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    from llmie.train import write_rank_hash
+
     cfg = {**DEFAULTS, **cfg}
     t_start = time.perf_counter()
-    rng = random.Random(int(cfg["seed"]))
+    # split_batches: `batch_size` is the global batch, so the prepared scheduler steps once per optimizer step
+    acc = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(split_batches=True))
+    world, rank = acc.num_processes, acc.process_index
+    if int(cfg["batch_size"]) < world:
+        raise ValueError(f"batch_size {cfg['batch_size']} is the global batch: it must be >= the {world} processes")
+    rng = random.Random(int(cfg["seed"]))   # the same on every rank: all ranks draw the same global batches
     torch.manual_seed(int(cfg["seed"]))
     tok, enc = load_base(cfg["model"], cfg["layers"])
     marker_id = int(cfg["marker_id"]) if cfg["marker_id"] is not None else default_marker(tok)
@@ -171,12 +224,18 @@ def train_projector(cfg: dict) -> Path:
     opt = torch.optim.AdamW([{"params": body}, {"params": head, "lr": float(cfg["head_lr"])}],
                             lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))  # linear, no warmup
+    model, opt, sched = acc.prepare(net, opt, sched)   # DDP-wrapped when world > 1; `net` stays the bare model
+    if world > 1:
+        torch.manual_seed(int(cfg["seed"]) + rank)   # different LoRA-dropout masks per rank
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    log.info("pvp: %d points from %s, %d dev pairs, %d trainable params", len(points), train_files,
-             len(dev_pairs), sum(p.numel() for p in params))
+    if acc.is_main_process:
+        log.info("pvp: %d points from %s, %d dev pairs, %d trainable params, %d process(es), global batch %d",
+                 len(points), train_files, len(dev_pairs), sum(p.numel() for p in params), world,
+                 int(cfg["batch_size"]))
     from llmie.projection.encoder import fast_dtype
 
-    # bf16 autocast where the CPU computes it natively (1.9x faster forward here); weights stay fp32
+    # bf16 autocast where the CPU computes it natively (1.9x faster forward here); weights and gradients (the
+    # DDP all-reduce) stay fp32
     use_bf16 = fast_dtype() == torch.bfloat16 if cfg["bf16"] == "auto" else bool(cfg["bf16"])
     probe = [e for e in make_examples(tok, points[: int(cfg["batch_size"])], points, marker_id,
                                       {**cfg, "p_swap": 0.0, "p_neg": 0.0}, random.Random(0)) if e]
@@ -192,7 +251,7 @@ def train_projector(cfg: dict) -> Path:
     order: list[int] = []
     losses, evals, best = [], [], None
     t_train, t_eval = time.perf_counter(), 0.0
-    net.train()
+    model.train()
     for step in range(1, steps + 1):
         batch = []
         while len(batch) < int(cfg["batch_size"]):
@@ -201,25 +260,31 @@ def train_projector(cfg: dict) -> Path:
                 rng.shuffle(order)
             batch.extend(e for e in make_examples(tok, [points[order.pop()]], points, marker_id, cfg, rng) if e)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            pl = point_losses(net, batch, pad)
-        loss = worst_group_loss(pl, float(cfg["wgl_k"])) if cfg["wgl_k"] < 1 else pl.mean()
+            pl = point_losses(model, batch[rank::world], pad)
+        loss, mean_loss = batch_loss(pl, float(cfg["wgl_k"]), len(batch), acc)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        acc.backward(loss)
+        acc.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(round(pl.mean().item(), 5))
-        if step % int(cfg["log_every"]) == 0 or step == steps:
+        losses.append(round(mean_loss, 5))
+        if acc.is_main_process and (step % int(cfg["log_every"]) == 0 or step == steps):
             el = time.perf_counter() - t_train - t_eval
             log.info("step %d/%d mean point loss %.4f (last %d) %.2f s/step", step, steps,
                      float(np.mean(losses[-int(cfg["log_every"]):])), int(cfg["log_every"]), el / step)
         if dev_pairs and cfg["eval_every"] and (step % int(cfg["eval_every"]) == 0 or step == steps):
             t0 = time.perf_counter()
-            em = dev_em(PVPProjector(net=net, tokenizer=tok, marker_id=marker_id, threshold=cfg["threshold"],
-                                     max_length=int(cfg["max_length"])), dev_pairs)
+            projector = PVPProjector(net=net, tokenizer=tok, marker_id=marker_id, threshold=cfg["threshold"],
+                                     max_length=int(cfg["max_length"]))
+            hits = dev_hits(projector, dev_pairs[rank::world])   # each rank a slice, summed: one decision
+            if world > 1:
+                hits = int(acc.reduce(torch.tensor([hits]), reduction="sum").item())
+            em = 100.0 * hits / max(1, len(dev_pairs))
             t_eval += time.perf_counter() - t0
             evals.append({"step": step, "dev_em": round(em, 2)})
-            log.info("step %d dev EM %.2f (%d pairs, %.0f s)", step, em, len(dev_pairs), time.perf_counter() - t0)
+            if acc.is_main_process:
+                log.info("step %d dev EM %.2f (%d pairs, %.0f s)", step, em, len(dev_pairs),
+                         time.perf_counter() - t0)
             if best is None or em > best[0]:
                 best = (em, step, {k: v.detach().clone() for k, v in net.named_parameters() if v.requires_grad})
     if best is not None and best[1] != steps:
@@ -235,11 +300,16 @@ def train_projector(cfg: dict) -> Path:
                "s_per_step": round((secs - t_eval) / steps, 3), "first_losses": losses[:20],
                "final_loss": round(float(np.mean(losses[-20:])), 5), "probe_loss_start": probe_start,
                "probe_loss_end": probe_end, "best_step": best[1] if best else steps,
-               "best_dev_em": round(best[0], 2) if best else None, "evals": evals, "torch": torch.__version__}
-    out = save_aligner(cfg["out"], net, base_model=cfg["model"], marker_id=marker_id, lora=bool(cfg["lora"]),
-                       threshold=float(cfg["threshold"]), training=summary, max_length=int(cfg["max_length"]),
-                       fmt=FORMAT)
-    log.info("wrote %s in %.0f s", out, time.perf_counter() - t_start)
+               "best_dev_em": round(best[0], 2) if best else None, "evals": evals, "torch": torch.__version__,
+               "world_size": world, "global_batch_size": int(cfg["batch_size"])}
+    out = Path(cfg["out"])
+    write_rank_hash(acc, net, out)   # every rank, before rank 0's weights are trusted
+    if acc.is_main_process:
+        save_aligner(out, net, base_model=cfg["model"], marker_id=marker_id, lora=bool(cfg["lora"]),
+                     threshold=float(cfg["threshold"]), training=summary, max_length=int(cfg["max_length"]),
+                     fmt=FORMAT)
+        log.info("wrote %s in %.0f s", out, time.perf_counter() - t_start)
+    acc.wait_for_everyone()
     return out
 
 

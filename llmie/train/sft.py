@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmie.recipe import UNSET as _UNSET, load_trl_recipe, trainer_kwargs, trl_defaults
+from llmie.train import write_rank_hash
 
 log = logging.getLogger("llmie.sft")
 
@@ -121,24 +122,6 @@ def count_4bit(model) -> int:
     return sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
-def _rank_hash(trainer, out: Path) -> None:
-    """Under `accelerate launch` (>1 process) each rank writes a hash of its trainable weights, so a run can
-    prove the ranks stayed in sync (DDP/FSDP all-reduce) before rank 0's adapter is trusted."""
-    acc = trainer.accelerator
-    if acc.num_processes <= 1:
-        return
-    import hashlib
-
-    h = hashlib.sha256()
-    model = acc.unwrap_model(trainer.model)
-    for name, p in sorted(model.named_parameters()):
-        if p.requires_grad:
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"rank{acc.process_index}.sha256").write_text(h.hexdigest(), encoding="utf-8")
-
-
 def train_sft(cfg: dict[str, Any]) -> Path:
     """Run one SFT job from a loaded recipe; returns the output folder (adapter + llmie_sft.json)."""
     from datasets import Dataset
@@ -168,7 +151,7 @@ def train_sft(cfg: dict[str, Any]) -> Path:
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     result = trainer.train()
     out = Path(args.output_dir)
-    _rank_hash(trainer, out)
+    write_rank_hash(trainer.accelerator, trainer.model, out)
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
