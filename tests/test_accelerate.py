@@ -66,7 +66,8 @@ def test_train_projector_two_ranks_agree(tmp_path, data_dir):
     (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "proj"
     cmd = _launch_2("train-projector", str(REPO / "recipes/pvp_encoder.yaml"), "max_steps=2", "batch_size=4",
-                    "eval_every=0", f"train={tmp_path / 'train.jsonl'}", "dev=[]", f"out={out}")
+                    "eval_every=2", f"train={tmp_path / 'train.jsonl'}", f"dev={tmp_path / 'train.jsonl'}",
+                    f"out={out}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -75,6 +76,10 @@ def test_train_projector_two_ranks_agree(tmp_path, data_dir):
     training = json.loads((out / "aligner.json").read_text())["training"]
     assert training["steps"] == 2 and training["world_size"] == 2 and training["global_batch_size"] == 4
     assert len(training["first_losses"]) == 2 and (out / "adapter_model.safetensors").exists()
+    # dev EM: each rank scored half of the 16 pairs, the hits were summed into one decision
+    assert training["dev_pairs"] == 16 and [e["step"] for e in training["evals"]] == [2]
+    hits = training["best_dev_em"] * 16 / 100
+    assert training["best_step"] == 2 and abs(hits - round(hits)) < 1e-6 and 0 <= hits <= 16
     pairs = list(read_exp(src))[:3]
     docs = list(project(pairs, "pvp", adapter=str(out)))
     assert [d.id for d in docs] == [p.id for p in pairs]

@@ -197,6 +197,9 @@ def train_projector(cfg: dict) -> Path:
     world, rank = acc.num_processes, acc.process_index
     if int(cfg["batch_size"]) < world:
         raise ValueError(f"batch_size {cfg['batch_size']} is the global batch: it must be >= the {world} processes")
+    if acc.is_main_process:   # hashes of an earlier multi-process run into `out` would prove nothing now
+        for stale in Path(cfg["out"]).glob("rank*.sha256"):
+            stale.unlink()
     rng = random.Random(int(cfg["seed"]))   # the same on every rank: all ranks draw the same global batches
     torch.manual_seed(int(cfg["seed"]))
     tok, enc = load_base(cfg["model"], cfg["layers"])
