@@ -3,6 +3,9 @@
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python eval/bench_scale.py --pairs 2000 --out runs/bench_scale
 
 Each engine projects the first N pairs of the EXP files (awesome, embedded encoder, 1 thread per worker).
+Optional stages: `--vllm-docs N` extracts N UNER documents with the embedded LLM on vLLM (`--backend vllm`)
+locally and inside one Ray actor; `--synth-seeds N` runs `llmie synth` (MT + proposer + verifier, por/spa)
+with both engines. Each stage checks that the engines' outputs are identical.
 Seconds include model loads and, for Ray, cluster start; pairs/s and the ratio to local are printed and
 written to OUT/results.json. On a 2-core machine shared with other work, 2 workers can at best approach 2x
 and Ray's own processes take CPU from the workers: the numbers show overhead, not cluster scaling.
@@ -19,6 +22,57 @@ from llmie.config import data_dir
 from llmie.scale import project_job, read_pairs, run_local, run_ray
 
 
+def _timed(fn) -> tuple[dict, float]:
+    t = time.perf_counter()
+    st = fn()
+    return st, round(time.perf_counter() - t, 1)
+
+
+def vllm_stage(n: int, out: Path) -> dict:
+    """MASSIE NER requests on vLLM: this process vs one Ray actor that starts its own vLLM engine."""
+    import itertools
+    import os
+
+    from llmie.io import read_jsonl
+    from llmie.schema import Schema
+    from llmie.scale import extract_job, read_docs
+
+    docs = list(itertools.islice(read_docs(data_dir() / "ner/uner_en_ewt/en_ewt-ud-dev.iob2"), n))
+    job = extract_job(Schema.from_names("ner", ["PER", "ORG", "LOC"]), backend="vllm", cache=False)
+    res: dict = {"docs": len(docs)}
+    os.environ["LLMIE_RESPONSE_CACHE"] = str(out / "unused.sqlite")
+    _, res["local_s"] = _timed(lambda: run_local(job, docs, out / "vllm-local.jsonl", chunk=4))
+    shutil.rmtree(out / "vllm-ray.jsonl.shards", ignore_errors=True)
+    _, res["ray1_s"] = _timed(lambda: run_ray(job, docs, out / "vllm-ray.jsonl", shard_size=4, workers=1))
+    a, b = list(read_jsonl(out / "vllm-local.jsonl")), list(read_jsonl(out / "vllm-ray.jsonl"))
+    res["identical_spans"] = [d.spans for d in a] == [d.spans for d in b] and len(a) == len(docs)
+    res["ray1_vs_local"] = round(res["local_s"] / res["ray1_s"], 3)
+    return res
+
+
+def synth_stage(n: int, out: Path) -> dict:
+    """PVP synthesis (por: Bergamot, spa: apertium; binary proposer + verifier), no MT cache."""
+    from llmie.io import read_documents
+    from llmie.projection.synth import synthesize
+
+    docs = list(read_documents(data_dir() / "ner/uner_en_ewt/en_ewt-ud-dev.iob2", lang="en"))
+    res: dict = {"seeds": 2 * (n + n // 10)}
+    kw = {"n_train": n, "n_dev": n // 10, "proposer": "binary", "mt_cache": "none", "chunk": 32}
+    for name, extra in (("local", {}), ("ray1", {"engine": "ray", "workers": 1}),
+                        ("ray2", {"engine": "ray", "workers": 2})):
+        shutil.rmtree(out / f"synth-{name}", ignore_errors=True)
+        _, res[f"{name}_s"] = _timed(lambda: synthesize(docs, ["por", "spa"], out / f"synth-{name}", **kw, **extra))
+        res[f"{name}_seeds_per_s"] = round(res["seeds"] / res[f"{name}_s"], 2)
+        files = sorted((out / f"synth-{name}").glob("*.*.jsonl"))
+        text = {f.name: f.read_text(encoding="utf-8") for f in files}
+        if name == "local":
+            base = text
+        else:
+            res[f"{name}_identical_to_local"] = text == base
+            res[f"{name}_vs_local"] = round(res["local_s"] / res[f"{name}_s"], 3)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=2000)
@@ -26,6 +80,8 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=256)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_scale"))
+    ap.add_argument("--vllm-docs", type=int, default=0, help="also: N UNER docs, vLLM local vs in a Ray actor")
+    ap.add_argument("--synth-seeds", type=int, default=0, help="also: llmie synth, N train seeds per language")
     a = ap.parse_args()
     files = sorted((data_dir() / "exp").glob("*/*.test.jsonl"))
     records: list = []
@@ -54,6 +110,10 @@ def main() -> None:
     for k in [k for k in res if k.endswith("_s")]:
         res[k.replace("_s", "_pairs_per_s")] = round(len(records) / res[k], 2)
         res[k.replace("_s", "_vs_local")] = round(res["local_s"] / res[k], 3)
+    if a.vllm_docs:
+        res["vllm_extract"] = vllm_stage(a.vllm_docs, a.out)
+    if a.synth_seeds:
+        res["synth"] = synth_stage(a.synth_seeds, a.out)
     (a.out / "results.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
     print(json.dumps(res))
 

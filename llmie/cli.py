@@ -139,6 +139,7 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
             address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
                                                                           "start a local cluster"),
             workers: int = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each)."),
+            gpus: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU)."),
             ) -> None:
     """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason).
 
@@ -155,7 +156,8 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
     if engine != "local":  # same records, same project(), run as a Ray Data actor pool (llmie/scale/)
         typer.echo(json.dumps(_scale_run("project_ray", inp, out, engine, method=method, model=model,
                                          batch_size=batch_size, adapter=adapter, best_run=best_run, elision=elision,
-                                         backend=backend, chunk=chunk, workers=workers, address=address)))
+                                         backend=backend, chunk=chunk, workers=workers, address=address,
+                                         num_gpus=gpus)))
         return
     fn = _projector(method, model, batch_size, adapter, best_run, elision, backend)
     records = list(read_exp_records(inp))
@@ -329,6 +331,7 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
             address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
                                                                           "start a local cluster"),
             workers: int = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each)."),
+            gpus: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU)."),
             ) -> None:
     """Extract with batched-schema prompts; resumable (ids already in --out are skipped)."""
     from llmie.io import read_documents, write_jsonl
@@ -361,7 +364,7 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
     if engine != "local":  # same documents, same extract(), one backend per Ray actor (llmie/scale/)
         typer.echo(json.dumps(_scale_run("extract_ray", inp, out, engine, schema=schema, backend=backend, model=model,
                                          api_base=api_base, template=template, constrained=constrained, chunk=chunk,
-                                         workers=workers, address=address)))
+                                         workers=workers, address=address, num_gpus=gpus)))
         return
     from llmie.io.atomic import resume_jsonl
 
@@ -583,6 +586,7 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for train/dev/reje
           address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
                                                                         "start a local cluster"),
           workers: int = typer.Option(2, "--workers", help="ray: actors (1 CPU each)."),
+          gpus: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU)."),
           mt_cache: Optional[str] = typer.Option(None, "--mt-cache", help="Translation cache (sqlite path; "
                                                                           "'none' = off; default CACHE/mt.sqlite)."),
           ) -> None:
@@ -605,7 +609,7 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for train/dev/reje
     try:
         res = synthesize(docs, langs.split(","), out, translator=translator, proposer=proposer, n_train=n_train,
                          n_dev=n_dev, seed=seed, verify=verify, engine=engine, chunk=max(1, chunk), workers=workers,
-                         address=address, mt_cache=mt_cache)
+                         address=address, mt_cache=mt_cache, num_gpus=gpus)
     except (ImportError, RuntimeError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     write_json_atomic({"src": str(path), "proposer": proposer, "verify": verify, "counts": res["counts"],

@@ -36,7 +36,8 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     os.environ["LLMIE_RESPONSE_CACHE"] = str(tmp / "ray-responses.sqlite")  # workers: their own fresh cache
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        # num_gpus=1 is a logical resource here (no GPU): it lets a test check `--gpus-per-worker` placement
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": worker_env()})
     finally:
         os.environ.pop("LLMIE_RESPONSE_CACHE")
@@ -170,9 +171,11 @@ def test_synth_local_and_ray_agree_and_resume(cluster, tmp_path):
     s0.write_text(s0.read_text(encoding="utf-8")[:-200], encoding="utf-8")
     (d / "shard-000003.jsonl").unlink()
     before = {n: (dist / n).read_bytes() for n in names}
-    _cli("synth", "--out", str(dist), *SYNTH, "--engine", "ray", "--address", "auto", "--workers", "2")
+    # the rerun asks half a GPU per actor: both actors fit on the cluster's one (logical) GPU
+    _cli("synth", "--out", str(dist), *SYNTH, "--engine", "ray", "--address", "auto", "--workers", "2",
+         "--gpus-per-worker", "0.5")
     run = json.loads((dist / "counts.json").read_text())["run"]
-    assert (run["skipped_shards"], run["redone_shards"]) == (2, 1)
+    assert (run["skipped_shards"], run["redone_shards"], run["gpus_per_worker"]) == (2, 1, 0.5)
     assert {n: (dist / n).read_bytes() for n in names} == before
     # the same --out with another sample is refused (it would mix two samples)
     res = CliRunner().invoke(app, ["synth", "--out", str(loc), *SYNTH[:-4], "--chunk", "8"])

@@ -160,7 +160,7 @@ def synthesize(src_docs: Sequence[Document], langs: Sequence[str], out_dir: Path
                proposer: str = "binary", src_lang: str = "eng", n_train: int = 1000, n_dev: int = 100,
                seed: int = 13, verify: bool = True, dataset: str = "synthetic", engine: str = "local",
                chunk: int = 256, workers: int = 2, address: str | None = None, mt_cache: str | None = None,
-               progress=None) -> dict[str, Any]:
+               progress=None, num_gpus: float = 0.0) -> dict[str, Any]:
     """{"counts": per-language counts, "run": engine stats}. The PVP synthesis pipeline over `llmie.scale`: seeds -> `synth` job (local or Ray Data actors, each
     loading the MT engine and the proposer once) -> per-seed outputs in `OUT/synth.jsonl` -> point files.
 
@@ -188,11 +188,11 @@ def synthesize(src_docs: Sequence[Document], langs: Sequence[str], out_dir: Path
 
     atomic_write_json(settings | {"engine": engine}, marker)
     st = run(job, seeds, outputs, engine=engine, chunk=chunk, workers=workers, address=address, resume=True,
-             progress=progress)
+             progress=progress, num_gpus=num_gpus)
     from llmie.io import read_jsonl
 
     counts = write_points(seeds, list(read_jsonl(outputs)), out_dir, verify=verify, dataset=dataset)
-    keep = ("engine", "n", "seconds", "workers", "shards", "skipped_done", "skipped_shards", "redone_shards")
+    keep = ("engine", "n", "seconds", "workers", "gpus_per_worker", "shards", "skipped_done", "skipped_shards", "redone_shards")
     return {"counts": counts, "run": {k: st[k] for k in keep if k in st}}
 
 

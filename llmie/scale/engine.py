@@ -153,9 +153,12 @@ def _fingerprint(job: dict[str, Any], payloads: list[str], shard_size: int) -> s
 
 
 def run_ray(job: dict[str, Any], records: list[Record], out: Path, shard_size: int = 256, workers: int = 2,
-            address: str | None = None, merge: bool = True,
-            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Ray Data engine; finished shards in OUT.shards/ are skipped on rerun (same job and input only)."""
+            address: str | None = None, merge: bool = True, progress: Callable[[int], None] | None = None,
+            num_gpus: float = 0.0) -> dict[str, Any]:
+    """Ray Data engine; finished shards in OUT.shards/ are skipped on rerun (same job and input only).
+
+    `num_gpus` per actor (e.g. 0.25: four encoder actors share a GPU; 1 for a vLLM actor): Ray places the
+    actors and sets their CUDA_VISIBLE_DEVICES; with 0 the actors are CPU-only."""
     try:
         import ray
         import ray.data
@@ -199,7 +202,9 @@ def run_ray(job: dict[str, Any], records: list[Record], out: Path, shard_size: i
             ds = ray.data.from_items(items, override_num_blocks=len(items))
             ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"job": job, "shards": str(d)},
                                 batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-                                max_restarts=-1, max_task_retries=-1)
+                                num_gpus=num_gpus)
+            # a dead actor is restarted and its shard retried: Ray Data's actor-pool default (max_restarts=-1,
+            # max_task_retries=-1; passing them is deprecated in 2.60); tests/test_scale.py kills one
             for row in ds.iter_rows():
                 if progress:
                     progress(int(row["n"]))
@@ -219,7 +224,7 @@ def run_ray(job: dict[str, Any], records: list[Record], out: Path, shard_size: i
                 docs.extend(json.loads(line) for line in text.splitlines() if line.strip())
         os.replace(tmp, out)
     stats = {"n": len(records), "shards": len(shards), "skipped_shards": len(shards) - len(todo),
-             "redone_shards": redone, "workers": workers, "engine": "ray", "shard_dir": str(d),
+             "redone_shards": redone, "workers": workers, "gpus_per_worker": num_gpus, "engine": "ray", "shard_dir": str(d),
              "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
     if merge:
         stats["ok"] = sum(x["meta"].get("status") == "ok" or x["meta"].get("parse_status") == "ok" for x in docs)
@@ -229,9 +234,9 @@ def run_ray(job: dict[str, Any], records: list[Record], out: Path, shard_size: i
 
 def run(job: dict[str, Any], records: list[Record], out: Path, *, engine: str = "local", chunk: int = 256,
         workers: int = 2, address: str | None = None, resume: bool = False,
-        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        progress: Callable[[int], None] | None = None, num_gpus: float = 0.0) -> dict[str, Any]:
     if engine == "local":
         return run_local(job, records, out, chunk, resume, progress)
     if engine == "ray":
-        return run_ray(job, records, out, chunk, workers, address, progress=progress)
+        return run_ray(job, records, out, chunk, workers, address, progress=progress, num_gpus=num_gpus)
     raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
