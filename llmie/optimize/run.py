@@ -434,17 +434,14 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
     t0 = time.perf_counter()
     handle = None
     try:
+        from llmie.backends.serve import serve_unless
+
         api_base = cfg.api_base
         name = cfg.model_name or "llmie"
         if not api_base and not ((cfg.task_model or "").startswith("openai:")
                                  and (cfg.prompt_model or "").startswith("openai:")):
-            from llmie.backends.serve import start_server
-
-            echo(f"starting the {cfg.model} model server on 127.0.0.1 ...")
-            handle = start_server(cfg.model, served_name=name, max_model_len=cfg.max_model_len,
-                                  timeout=cfg.server_timeout)
-            api_base = handle.api_base
-            echo(f"server pid {handle.pid} at {api_base}")
+            api_base, handle = serve_unless(None, cfg.model, served_name=name, max_model_len=cfg.max_model_len,
+                                            timeout=cfg.server_timeout, echo=echo)
         server_secs = time.perf_counter() - t0
         stats = CallStats()
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # fresh per run: honest counts

@@ -249,15 +249,11 @@ def run_projection(cfg: Any, dry_run: bool = False, echo: Any = print) -> dict[s
     t0 = time.perf_counter()
     handle = None
     try:
-        api_base, name = cfg.api_base, cfg.model_name or "llmie"
-        if not api_base:
-            from llmie.backends.serve import start_server
+        from llmie.backends.serve import serve_unless
 
-            echo(f"starting the {cfg.model} model server on 127.0.0.1 ...")
-            handle = start_server(cfg.model, served_name=name, max_model_len=cfg.max_model_len,
-                                  timeout=cfg.server_timeout)
-            api_base = handle.api_base
-            echo(f"server pid {handle.pid} at {api_base}")
+        name = cfg.model_name or "llmie"
+        api_base, handle = serve_unless(cfg.api_base, cfg.model, served_name=name, max_model_len=cfg.max_model_len,
+                                        timeout=cfg.server_timeout, echo=echo)
         server_secs = time.perf_counter() - t0
         stats = CallStats()
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
