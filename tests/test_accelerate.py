@@ -48,6 +48,33 @@ def test_sft_two_ranks_agree(tmp_path):
     assert info["global_steps"] == 2 and (out / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("trl", "peft", "accelerate")),
+                    reason="the train extra is not installed")
+def test_dpo_two_ranks_agree(tmp_path):
+    """`llmie dpo` (trl DPOTrainer, fresh LoRA, reference = adapters disabled) on 2 ranks: same weights, one save."""
+    from llmie.models import ModelSourceMissing, resolve_llm
+    from llmie.projection.llm_data import build_dpo_pairs, write_rows
+    from tests.test_llm_projection import _synth_dir
+
+    try:
+        resolve_llm("embedded")
+    except ModelSourceMissing as e:
+        pytest.skip(str(e))
+    write_rows(build_dpo_pairs([str(_synth_dir(tmp_path))]), tmp_path / "dpo.jsonl")
+    out = tmp_path / "dpo"
+    cmd = _launch_2("dpo", str(REPO / "recipes/pvp_dpo.yaml"), "max_steps=2", "per_device_train_batch_size=1",
+                    "logging_steps=1", "lora_r=4", f"output_dir={out}", f"data.train_file={tmp_path / 'dpo.jsonl'}",
+                    "data.limit=4")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    h0, h1 = (out / "rank0.sha256").read_text(), (out / "rank1.sha256").read_text()
+    assert h0 == h1 and len(h0) == 64
+    info = json.loads((out / "llmie_dpo.json").read_text())
+    assert info["global_steps"] == 2 and info["rows"] == 4 and (out / "adapter_model.safetensors").exists()
+    assert not (out / "ref").exists()
+
+
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("peft", "accelerate")),
                     reason="the train extra is not installed")
 def test_train_projector_two_ranks_agree(tmp_path, data_dir):

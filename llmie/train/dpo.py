@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from llmie.recipe import UNSET as _UNSET, load_trl_recipe, trainer_kwargs, trl_defaults
+from llmie.train import write_rank_hash
 from llmie.train.sft import MODEL_DEFAULTS, load_model
 
 log = logging.getLogger("llmie.dpo")
@@ -117,12 +118,16 @@ def train_dpo(cfg: dict[str, Any]) -> Path:
     result = trainer.train()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    m = trainer.model
+    acc = trainer.accelerator
+    write_rank_hash(acc, trainer.model, out)  # under accelerate launch: proves the ranks stayed in sync
+    m = acc.unwrap_model(trainer.model)
     if hasattr(m, "peft_config"):
-        m.save_pretrained(str(out), selected_adapters=["default"])
+        if acc.is_main_process:  # only the trained adapter (not trl's frozen `ref` copy), written once
+            m.save_pretrained(str(out), selected_adapters=["default"])
     else:
-        trainer.save_model(str(out))
-    tok.save_pretrained(str(out))
+        trainer.save_model(str(out))  # rank-aware itself
+    if acc.is_main_process:
+        tok.save_pretrained(str(out))
     hist = trainer.state.log_history
     summary = {
         "base_model": path, "model": cfg["model"], "sft_adapter": cfg["sft_adapter"],
@@ -134,7 +139,9 @@ def train_dpo(cfg: dict[str, Any]) -> Path:
         "seconds": round(time.perf_counter() - t0, 1),
         "recipe": {k: v for k, v in cfg.items() if v != _UNSET},
     }
-    (out / "llmie_dpo.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    if acc.is_main_process:
+        (out / "llmie_dpo.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    acc.wait_for_everyone()  # every rank returns only once rank 0's files exist (the CLI reads the summary)
     log.info("DPO done: %d steps, loss %.4f -> %s", trainer.state.global_step, result.training_loss, out)
     del trainer, model
     return out
