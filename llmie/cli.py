@@ -104,6 +104,15 @@ ELISION_HELP = ("Take an elided article glued to a span's first word into the sp
                 "a dataset convention (ABSA-EXP fr: yes; RELX/Europarl: no).")
 
 
+# `--engine ray` options, shared by project, extract and synth (llmie/scale/)
+ENGINE_OPT = typer.Option("local", "--engine", help="local | ray (extra: scale): a Ray Data actor pool, one model "
+                                                    "load per actor, resumable shards in OUT.shards/")
+ADDRESS_OPT = typer.Option(None, "--address", help="ray: auto | ray://head:10001 | head:6379; none = start a "
+                                                   "local cluster")
+WORKERS_OPT = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each).")
+GPUS_OPT = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU; 1 for vLLM).")
+
+
 def _scale_run(fn: str, inp: Path, out: Path, engine: str, **kw) -> dict:
     """`--engine ray`: the body lives in llmie/scale/cli.py; errors become one clear line."""
     if engine != "ray":
@@ -134,12 +143,8 @@ def project(inp: Path = typer.Option(..., "--in", help="EXP-style pairs JSONL (t
             elision: bool = typer.Option(False, "--elision", help=ELISION_HELP),
             chunk: int = typer.Option(256, "--chunk", help="Pairs per step (each step is appended to --out); ray: "
                                                            "pairs per shard."),
-            engine: str = typer.Option("local", "--engine", help="local | ray (extra: scale): Ray Data actor pool, "
-                                                                 "sharded resumable output in OUT.shards/"),
-            address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
-                                                                          "start a local cluster"),
-            workers: int = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each)."),
-            gpus: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU)."),
+            engine: str = ENGINE_OPT, address: Optional[str] = ADDRESS_OPT, workers: int = WORKERS_OPT,
+            gpus: float = GPUS_OPT,
             ) -> None:
     """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason).
 
@@ -326,12 +331,8 @@ def extract(task: str = typer.Option("ner", "--task", help="ner | re | sf | ed |
                                              help="JSON-schema constrained decoding."),
             chunk: int = typer.Option(64, "--chunk", help="Documents per backend call (results saved per chunk); "
                                                           "ray: documents per shard."),
-            engine: str = typer.Option("local", "--engine", help="local | ray (extra: scale): Ray Data actor pool, "
-                                                                 "sharded resumable output in OUT.shards/"),
-            address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
-                                                                          "start a local cluster"),
-            workers: int = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each)."),
-            gpus: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU)."),
+            engine: str = ENGINE_OPT, address: Optional[str] = ADDRESS_OPT, workers: int = WORKERS_OPT,
+            gpus: float = GPUS_OPT,
             ) -> None:
     """Extract with batched-schema prompts; resumable (ids already in --out are skipped)."""
     from llmie.io import read_documents, write_jsonl
@@ -581,12 +582,8 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for train/dev/reje
           seed: int = typer.Option(13, "--seed"), threads: int = typer.Option(1, "--threads"),
           chunk: int = typer.Option(256, "--chunk", help="Seeds per step (one MT batch per language + one "
                                                          "proposer batch; saved per step); ray: seeds per shard."),
-          engine: str = typer.Option("local", "--engine", help="local | ray (extra: scale): Ray Data actors, each "
-                                                               "loading MT + proposer once; resumable shards."),
-          address: Optional[str] = typer.Option(None, "--address", help="ray: auto | ray://head:10001; none = "
-                                                                        "start a local cluster"),
-          workers: int = typer.Option(2, "--workers", help="ray: actors (1 CPU each)."),
-          gpus: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU)."),
+          engine: str = ENGINE_OPT, address: Optional[str] = ADDRESS_OPT, workers: int = WORKERS_OPT,
+          gpus: float = GPUS_OPT,
           mt_cache: Optional[str] = typer.Option(None, "--mt-cache", help="Translation cache (sqlite path; "
                                                                           "'none' = off; default CACHE/mt.sqlite)."),
           ) -> None:

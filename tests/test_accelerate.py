@@ -1,4 +1,4 @@
-"""`llmie sft` and `llmie train-projector` unchanged under `accelerate launch --multi_gpu --num_processes 2` on a
+"""`llmie sft`, `llmie dpo` and `llmie train-projector` unchanged under `accelerate launch --multi_gpu --num_processes 2` on a
 CPU-only machine (torchrun, gloo; accelerate 1.15's `--cpu` runs one process unless mpirun is used): 2 real LoRA
 steps of the embedded model; both ranks must end with the same trainable weights (each writes a hash) and rank 0
 saves."""
@@ -25,25 +25,35 @@ def _launch_2(*args: str) -> list[str]:
             str(Path(sys.executable).with_name("llmie")), *args]
 
 
+def _run_2_ranks_agree(out: Path, *args: str) -> None:
+    """Run `llmie ARGS` on 2 ranks; it must succeed and both ranks must end with the same trainable weights."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    res = subprocess.run(_launch_2(*args), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    h0, h1 = (out / "rank0.sha256").read_text(), (out / "rank1.sha256").read_text()
+    assert h0 == h1 and len(h0) == 64 and all(c in "0123456789abcdef" for c in h0)
+
+
+def _need(resolve) -> None:
+    from llmie.models import ModelSourceMissing
+
+    try:
+        resolve("embedded")
+    except ModelSourceMissing as e:
+        pytest.skip(str(e))
+
+
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("trl", "peft", "accelerate")),
                     reason="the train extra is not installed")
 def test_sft_two_ranks_agree(tmp_path):
-    from llmie.models import ModelSourceMissing, resolve_llm
+    from llmie.models import resolve_llm
 
-    try:
-        resolve_llm("embedded")
-    except ModelSourceMissing as e:
-        pytest.skip(str(e))
+    _need(resolve_llm)
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
     out = tmp_path / "adapter"
-    cmd = _launch_2("sft", str(REPO / "recipes/transfusion.yaml"), "load_in_4bit=false", "max_steps=2",
-                    "per_device_train_batch_size=1", "lora_r=8", "max_length=256", "logging_steps=1",
-                    f"output_dir={out}", f"data.train_file={tmp_path / 'rows.jsonl'}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    h0, h1 = (out / "rank0.sha256").read_text(), (out / "rank1.sha256").read_text()
-    assert h0 == h1 and len(h0) == 64
+    _run_2_ranks_agree(out, "sft", str(REPO / "recipes/transfusion.yaml"), "load_in_4bit=false", "max_steps=2",
+                       "per_device_train_batch_size=1", "lora_r=8", "max_length=256", "logging_steps=1",
+                       f"output_dir={out}", f"data.train_file={tmp_path / 'rows.jsonl'}")
     info = json.loads((out / "llmie_sft.json").read_text())
     assert info["global_steps"] == 2 and (out / "adapter_model.safetensors").exists()
 
@@ -52,25 +62,16 @@ def test_sft_two_ranks_agree(tmp_path):
                     reason="the train extra is not installed")
 def test_dpo_two_ranks_agree(tmp_path):
     """`llmie dpo` (trl DPOTrainer, fresh LoRA, reference = adapters disabled) on 2 ranks: same weights, one save."""
-    from llmie.models import ModelSourceMissing, resolve_llm
+    from llmie.models import resolve_llm
     from llmie.projection.llm_data import build_dpo_pairs, write_rows
     from tests.test_llm_projection import _synth_dir
 
-    try:
-        resolve_llm("embedded")
-    except ModelSourceMissing as e:
-        pytest.skip(str(e))
+    _need(resolve_llm)
     write_rows(build_dpo_pairs([str(_synth_dir(tmp_path))]), tmp_path / "dpo.jsonl")
     out = tmp_path / "dpo"
-    cmd = _launch_2("dpo", str(REPO / "recipes/pvp_dpo.yaml"), "max_steps=2", "per_device_train_batch_size=1",
-                    "logging_steps=1", "lora_r=4", "sft_adapter=null", f"output_dir={out}",
-                    f"data.train_file={tmp_path / 'dpo.jsonl'}",
-                    "data.limit=4")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    h0, h1 = (out / "rank0.sha256").read_text(), (out / "rank1.sha256").read_text()
-    assert h0 == h1 and len(h0) == 64
+    _run_2_ranks_agree(out, "dpo", str(REPO / "recipes/pvp_dpo.yaml"), "max_steps=2",
+                       "per_device_train_batch_size=1", "logging_steps=1", "lora_r=4", "sft_adapter=null",
+                       f"output_dir={out}", f"data.train_file={tmp_path / 'dpo.jsonl'}", "data.limit=4")
     info = json.loads((out / "llmie_dpo.json").read_text())
     assert info["global_steps"] == 2 and info["rows"] == 4 and (out / "adapter_model.safetensors").exists()
     assert not (out / "ref").exists() and info["reference"].startswith("base model")
@@ -82,25 +83,17 @@ def test_train_projector_two_ranks_agree(tmp_path, data_dir):
     """PVP projector training on 2 ranks (16 real Europarl EXP pairs with gold target spans): same weights on
     both ranks, rank 0 saves an aligner that records the world size, and the adapter projects."""
     from llmie.io import read_exp
-    from llmie.models import ModelSourceMissing, resolve_encoder
+    from llmie.models import resolve_encoder
     from llmie.projection.project import project
 
-    try:
-        resolve_encoder("embedded")
-    except ModelSourceMissing as e:
-        pytest.skip(str(e))
+    _need(resolve_encoder)
     src = data_dir / "exp/europarl/en-de.test.jsonl"
     lines = src.read_text(encoding="utf-8").splitlines()[:16]
     (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "proj"
-    cmd = _launch_2("train-projector", str(REPO / "recipes/pvp_encoder.yaml"), "max_steps=2", "batch_size=4",
-                    "eval_every=2", f"train={tmp_path / 'train.jsonl'}", f"dev={tmp_path / 'train.jsonl'}",
-                    f"out={out}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    h0, h1 = (out / "rank0.sha256").read_text(), (out / "rank1.sha256").read_text()
-    assert h0 == h1 and len(h0) == 64 and all(c in "0123456789abcdef" for c in h0)
+    _run_2_ranks_agree(out, "train-projector", str(REPO / "recipes/pvp_encoder.yaml"), "max_steps=2",
+                       "batch_size=4", "eval_every=2", f"train={tmp_path / 'train.jsonl'}",
+                       f"dev={tmp_path / 'train.jsonl'}", f"out={out}")
     training = json.loads((out / "aligner.json").read_text())["training"]
     assert training["steps"] == 2 and training["world_size"] == 2 and training["global_batch_size"] == 4
     assert len(training["first_losses"]) == 2 and (out / "adapter_model.safetensors").exists()
