@@ -105,3 +105,21 @@ def test_train_projector_two_ranks_agree(tmp_path, data_dir):
     docs = list(project(pairs, "pvp", adapter=str(out)))
     assert [d.id for d in docs] == [p.id for p in pairs]
     assert all(d.meta["status"] in ("ok", "failed") for d in docs)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="the train extra is not installed")
+def test_shipped_accelerate_configs_load():
+    """Every recipes/accelerate/*.yaml parses with accelerate's own loader into the intended setup (the GPU
+    ones cannot run here; this catches typos and wrong keys before a user's cluster does)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    want = {"single_gpu": (DistributedType.NO, 1), "ddp": (DistributedType.MULTI_GPU, 8),
+            "fsdp": (DistributedType.FSDP, 8), "deepspeed_zero3": (DistributedType.DEEPSPEED, 8),
+            "cpu_2proc": (DistributedType.MULTI_GPU, 2)}
+    got = {p.stem: load_config_from_file(str(p)) for p in sorted((REPO / "recipes/accelerate").glob("*.yaml"))}
+    assert set(got) == set(want)
+    for name, cfg in got.items():
+        assert (cfg.distributed_type, cfg.num_processes) == want[name], name
+    assert got["fsdp"].fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"  # rank 0 saves a whole adapter
+    assert got["deepspeed_zero3"].deepspeed_config["zero_stage"] == 3
