@@ -2,7 +2,8 @@
 
 - ``vllm``: offline ``vllm.LLM`` (structured outputs, prefix caching, LoRA); CPU or GPU.
 - ``openai``: any OpenAI-compatible server (``llmie.backends.serve.start_server`` starts a vLLM one).
-- ``hf``: transformers ``generate`` plus forward-pass log-probabilities (no constrained decoding).
+- ``hf``: transformers ``generate`` plus forward-pass log-probabilities (``choices`` through a token
+  trie, ``llmie.backends.constraints``; no JSON-schema decoding).
 - ``CachedBackend``: persistent sqlite response cache around any of them (``get_backend`` adds it).
 
 Importing this package is cheap: engines are imported when a backend is built.

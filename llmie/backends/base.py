@@ -1,8 +1,10 @@
 """The backend protocol: ``generate(requests) -> results``, batched, one result per request, in order.
 
 A request carries chat messages (the backend applies the model's chat template) or a raw prompt,
-sampling settings, an optional JSON schema (constrained decoding where the backend supports it) and
-an optional LoRA adapter folder. A backend never raises for one bad request: that request gets
+sampling settings, an optional JSON schema (constrained decoding where the backend supports it), an
+optional list of ``choices`` (the answer is exactly one of these strings: vllm structured outputs,
+an OpenAI-compatible vLLM server's ``structured_outputs``, a token trie on hf) and an optional LoRA
+adapter folder. A backend never raises for one bad request: that request gets
 ``GenResult(finish_reason="error", error=...)`` and the rest of the batch goes on.
 
 Importing this module is cheap (no torch, no vLLM); the engines are imported when first used.
@@ -29,6 +31,11 @@ class GenRequest:
     stop: list[str] | None = None
     seed: int | None = None
     logprobs: int | None = None                   # top-k logprobs of generated tokens
+    choices: list[str] | None = None              # the answer must be exactly one of these strings
+
+    # fields added after the cache format was fixed: left out of the cache key while unset, so that
+    # the keys of existing cache files stay valid
+    OPTIONAL_KEY_FIELDS = ("choices",)
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -37,6 +44,12 @@ class GenRequest:
             raise ValueError(f"GenRequest.max_tokens must be >= 1, got {self.max_tokens}")
         if self.temperature < 0:
             raise ValueError(f"GenRequest.temperature must be >= 0, got {self.temperature}")
+        if self.choices is not None:
+            if not self.choices or not all(isinstance(c, str) and c for c in self.choices):
+                raise ValueError("GenRequest.choices must be a non-empty list of non-empty strings")
+            if self.json_schema is not None:
+                raise ValueError("GenRequest takes json_schema= or choices=, not both")
+            self.choices = list(self.choices)
 
     @property
     def is_chat(self) -> bool:

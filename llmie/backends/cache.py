@@ -1,6 +1,7 @@
 """Persistent response cache around any backend: reruns of the same requests cost nothing.
 
-Key: sha256 of ``json.dumps([inner.name, inner.model_id, asdict(request)], sort_keys=True)``, where a
+Key: sha256 of ``json.dumps([inner.name, inner.model_id, asdict(request)], sort_keys=True)`` (fields
+added later, such as ``choices``, only when set: old cache files keep their keys), where a
 request's ``lora`` path is replaced by ``path@fingerprint`` (adapter_config.json + weight file sizes)
 so that retraining an adapter into the same folder does not return stale answers.
 
@@ -48,6 +49,9 @@ def default_cache_path() -> Path:
 def request_key(backend_name: str, model_id: str, request: GenRequest) -> tuple[str, str]:
     """(sha256 key, canonical JSON of the keyed payload) for one request."""
     d = asdict(request)
+    for f in GenRequest.OPTIONAL_KEY_FIELDS:
+        if d.get(f) is None:
+            d.pop(f, None)
     if d.get("lora"):
         d["lora"] = adapter_identity(d["lora"])
     payload = json.dumps([backend_name, model_id, d], sort_keys=True, ensure_ascii=False)

@@ -6,10 +6,15 @@
   ``seed`` is given.
 - LoRA: peft adapters, loaded once per path into one ``PeftModel`` (``disable_adapter`` for base
   requests).
-- **JSON schema is not enforced here**: hf has no constrained decoding; requests with
-  ``json_schema`` are generated normally and the caller must validate (use vllm/openai to constrain).
+- **JSON schema is not enforced here**: hf has no grammar engine; requests with ``json_schema`` are
+  generated normally and the caller must validate (use vllm/openai to constrain).
+- ``choices`` *is* enforced: a token trie of the choices (``llmie.backends.constraints``) through
+  ``prefix_allowed_tokens_fn``; the answer is always one of them (``max_tokens``, ``stop`` and
+  ``logprobs`` do not apply to such requests: the longest choice always fits).
+- ``adapter=``: a LoRA merged into the weights at load (no per-layer LoRA cost; the model identity
+  includes the adapter's fingerprint); per-request ``lora`` adapters stay unmerged.
 - ``score_next_token`` and ``logprobs_of_continuations`` give forward-pass log-probabilities
-  (TOPRO-style scoring, verifiers).
+  (TOPRO-style scoring, verifiers); ``score_next_token`` can share a KV-cached prefix per group.
 - Threads: nothing here changes torch's global thread settings; set ``OMP_NUM_THREADS`` /
   ``torch.set_num_threads`` in the caller. dtype: float32 on CPU, bfloat16 on GPU unless given.
 """
@@ -17,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from llmie.backends.base import GenRequest, GenResult, adapter_identity, error_result, model_identity
+from llmie.backends.constraints import ChoiceConstraint
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model: str, *, dtype: str | Any | None = None, device: str | None = None,
-                 batch_size: int = 8, trust_remote_code: bool = False) -> None:
+                 batch_size: int = 8, trust_remote_code: bool = False, adapter: str | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -50,14 +57,22 @@ class HFBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype,
-                                                          trust_remote_code=trust_remote_code).to(self.device).eval()
+        lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, trust_remote_code=trust_remote_code)
+        if adapter:
+            from peft import PeftModel
+
+            lm = PeftModel.from_pretrained(lm, adapter).merge_and_unload()
+            self.model_id = f"{self.model_id}+{adapter_identity(adapter)}"
+        self.adapter = adapter
+        self.model = lm.to(self.device).eval()
         self._peft = None
         self._adapters: dict[str, str] = {}  # path -> adapter name
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
-        self._eos_ids = set(eos if isinstance(eos, list) else [eos])
+        eos_list = eos if isinstance(eos, list) else [eos]
+        self._eos_ids = set(eos_list)
+        self._end_id = int(eos_list[0])  # ends a choice (chat models: the end-of-turn token)
 
     # ------------------------------------------------------------------ helpers
 
@@ -145,28 +160,73 @@ class HFBackend:
             results.append(res)
         return results
 
+    def _generate_choices(self, reqs: list[GenRequest], lora: str | None) -> list[GenResult]:
+        """Decoding through each request's token trie of choices: the answer is one of them."""
+        import contextlib
+
+        import torch
+
+        r0 = reqs[0]
+        cons = [ChoiceConstraint.build(self.tokenizer, r.choices or [], self._end_id) for r in reqs]
+        rows = []
+        for r, c in zip(reqs, cons):
+            text, special = self.render(r)
+            rows.append(list(self.tokenizer(text, add_special_tokens=special)["input_ids"]) + c.forced)
+        pad = self.tokenizer.pad_token_id
+        plen = max(len(x) for x in rows)
+        input_ids = torch.tensor([[pad] * (plen - len(x)) + x for x in rows], device=self.device)
+        mask = torch.tensor([[0] * (plen - len(x)) + [1] * len(x) for x in rows], device=self.device)
+
+        def allowed(b: int, ids) -> list[int]:
+            a = cons[b].trie.allowed(ids[plen:].tolist())
+            return a if a else [pad]
+
+        gen_kw: dict[str, Any] = dict(max_new_tokens=max(c.trie.depth for c in cons), pad_token_id=pad,
+                                      eos_token_id=self._end_id, prefix_allowed_tokens_fn=allowed)
+        if r0.temperature > 0:
+            gen_kw.update(do_sample=True, temperature=r0.temperature, top_p=1.0, top_k=0)
+            if r0.seed is not None:
+                torch.manual_seed(r0.seed)
+        else:
+            gen_kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        model = self._model_for(lora)
+        ctx = self._peft.disable_adapter() if (lora is None and self._peft is not None) else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            gen = model.generate(input_ids=input_ids, attention_mask=mask, **gen_kw)
+        out = []
+        for b, row in enumerate(gen[:, plen:].tolist()):
+            a = cons[b].answer(row)
+            n = row.index(self._end_id) + 1 if self._end_id in row else len(row)
+            if a is None:
+                out.append(error_result(f"choice decoding left the choices (tokens {row[:n]})"))
+            else:
+                out.append(GenResult(text=a, finish_reason="stop", prompt_tokens=len(rows[b]) - len(cons[b].forced),
+                                     completion_tokens=len(cons[b].forced) + n))
+        return out
+
     def generate(self, requests: list[GenRequest], progress: bool = False) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             key = (r.messages is not None, r.lora, r.temperature, r.seed if r.temperature > 0 else None,
-                   tuple(r.stop or ()), bool(r.logprobs) and r.logprobs)
+                   tuple(r.stop or ()), bool(r.logprobs) and r.logprobs, r.choices is not None)
             groups.setdefault(key, []).append(i)
         batches = []
         for key, idx in groups.items():
             # similar lengths together: less padding
             idx = sorted(idx, key=lambda i: len(self.render(requests[i])[0]))
             for s in range(0, len(idx), self.batch_size):
-                batches.append((key[1], idx[s: s + self.batch_size]))
+                batches.append((key[1], key[-1], idx[s: s + self.batch_size]))
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(requests), desc="hf generate")
-        for lora, idx in batches:
+        for lora, constrained, idx in batches:
             reqs = [requests[i] for i in idx]
+            run = self._generate_choices if constrained else self._generate_group
             try:
-                outs = self._generate_group(reqs, lora)
+                outs = run(reqs, lora)
             except Exception as e:
                 if len(reqs) == 1:
                     outs = [error_result(f"{type(e).__name__}: {e}")]
@@ -174,7 +234,7 @@ class HFBackend:
                     outs = []
                     for r in reqs:
                         try:
-                            outs.extend(self._generate_group([r], lora))
+                            outs.extend(run([r], lora))
                         except Exception as e1:
                             outs.append(error_result(f"{type(e1).__name__}: {e1}"))
             for i, o in zip(idx, outs):
@@ -187,31 +247,123 @@ class HFBackend:
 
     # ------------------------------------------------------------------ scoring
 
-    def score_next_token(self, prompts: list[str], candidate_token_ids: list[int], *,
-                         add_special_tokens: bool = True, lora: str | None = None, batch_size: int | None = None):
+    def score_next_token(self, prompts: Sequence[str] | Sequence[Sequence[int]], candidate_token_ids: list[int], *,
+                         add_special_tokens: bool = True, lora: str | None = None, batch_size: int | None = None,
+                         prefix_groups: Sequence[Hashable] | None = None, stats: dict | None = None):
         """Log-probabilities of each candidate token as the next token after each prompt.
 
         Returns a float32 tensor ``[len(prompts), len(candidate_token_ids)]`` (log-softmax over the
         full vocabulary, so values are comparable across prompts). Prompts are raw text (apply a
-        chat template yourself if wanted); batched with left padding.
+        chat template yourself if wanted) or token ids; batched by length with left padding.
+        ``prefix_groups`` (one key per prompt): each contiguous run of equal keys is one group whose
+        longest common token prefix runs once into a KV cache, repeated for the group, so only the
+        remainders run per prompt (TOPRO's m prompts of a sentence). ``stats`` (a dict) is
+        incremented with ``forward_passes``, ``tokens`` and ``shared_prefix_tokens``.
         """
         import contextlib
 
         import torch
 
+        ids = [self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] if isinstance(p, str)
+               else p for p in prompts]
+        ids = [list(x) for x in ids]
+        st = stats if stats is not None else {}
+        for k in ("forward_passes", "tokens", "shared_prefix_tokens"):
+            st.setdefault(k, 0)
         cand = torch.tensor(candidate_token_ids, dtype=torch.long)
         bs = batch_size or self.batch_size
         model = self._model_for(lora)
         ctx = self._peft.disable_adapter() if (lora is None and self._peft is not None) else contextlib.nullcontext()
-        rows = []
+        rows: list[Any] = [None] * len(ids)
         with torch.inference_mode(), ctx:
-            for s in range(0, len(prompts), bs):
-                enc = self._encode(prompts[s: s + bs], add_special_tokens)
-                logits = model(**enc, position_ids=_positions(enc["attention_mask"])).logits[:, -1, :].float()
-                rows.append(logits.log_softmax(-1)[:, cand.to(logits.device)].cpu())
+            if prefix_groups is not None:
+                if len(prefix_groups) != len(ids):
+                    raise ValueError("prefix_groups needs one key per prompt")
+                start = 0
+                while start < len(ids):
+                    end = start
+                    while end < len(ids) and prefix_groups[end] == prefix_groups[start]:
+                        end += 1
+                    lp = self._score_group_reuse(model, ids[start:end], cand, st)
+                    for k in range(end - start):
+                        rows[start + k] = lp[k]
+                    start = end
+            else:
+                order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+                for s in range(0, len(order), bs):
+                    idx = order[s:s + bs]
+                    lp = self._score_full(model, [ids[i] for i in idx], cand, st)
+                    for k, i in enumerate(idx):
+                        rows[i] = lp[k]
         if not rows:
             return torch.empty(0, len(candidate_token_ids))
-        return torch.cat(rows, 0)
+        return torch.stack(rows)
+
+    @staticmethod
+    def _body_head(model):
+        """(transformer body, LM head) of a causal LM or a PeftModel around one (LoRA layers stay in)."""
+        m = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return m.base_model, m.get_output_embeddings()
+
+    def _score_full(self, model, seqs: list[list[int]], cand, st: dict):
+        """One left-padded batch: the last position is every row's next-token slot; the LM head runs
+        on that position only (the vocabulary is big)."""
+        import torch
+
+        body, head = self._body_head(model)
+        pad = self.tokenizer.pad_token_id or 0
+        L = max(len(x) for x in seqs)
+        ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), L), dtype=torch.long)
+        for b, x in enumerate(seqs):
+            ids[b, L - len(x):] = torch.tensor(x)
+            mask[b, L - len(x):] = 1
+        dev = self.device
+        h = body(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                 position_ids=_positions(mask).to(dev)).last_hidden_state[:, -1]
+        st["forward_passes"] += 1
+        st["tokens"] += sum(len(x) for x in seqs)
+        return head(h).float().log_softmax(-1)[:, cand.to(dev)].cpu()
+
+    def _score_group_reuse(self, model, seqs: list[list[int]], cand, st: dict):
+        """One group: the longest common token prefix runs once into a KV cache, repeated m times
+        (``DynamicCache.batch_repeat_interleave``), and only the m remainders run, right-padded, in
+        one batch (every row keeps at least its last token)."""
+        import torch
+
+        body, head = self._body_head(model)
+        dev = self.device
+        lcp = min(len(x) for x in seqs) - 1
+        first = seqs[0]
+        for x in seqs[1:]:
+            k = 0
+            while k < lcp and x[k] == first[k]:
+                k += 1
+            lcp = k
+        rest = [x[lcp:] for x in seqs]
+        m = len(seqs)
+        cache = None
+        if lcp:
+            cache = body(input_ids=torch.tensor([first[:lcp]], device=dev), use_cache=True).past_key_values
+            cache.batch_repeat_interleave(m)
+            st["forward_passes"] += 1
+        L = max(len(x) for x in rest)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((m, L), pad, dtype=torch.long)
+        mask = torch.zeros((m, lcp + L), dtype=torch.long)
+        mask[:, :lcp] = 1
+        for b, x in enumerate(rest):
+            ids[b, :len(x)] = torch.tensor(x)
+            mask[b, lcp:lcp + len(x)] = 1
+        pos = (lcp + torch.arange(L)).unsqueeze(0).expand(m, L)
+        hid = body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                   past_key_values=cache, use_cache=False).last_hidden_state
+        last = torch.tensor([len(x) - 1 for x in rest], device=dev)
+        st["forward_passes"] += 1
+        st["tokens"] += lcp + sum(len(x) for x in rest)
+        st["shared_prefix_tokens"] += lcp
+        h = hid[torch.arange(m, device=dev), last]
+        return head(h).float().log_softmax(-1)[:, cand.to(dev)].cpu()
 
     def logprobs_of_continuations(self, prompts: list[str], continuations: list[str], *,
                                   add_special_tokens: bool = True, lora: str | None = None,

@@ -5,6 +5,8 @@
   client per ``generate`` call (an httpx pool must not outlive its event loop).
 - JSON schema: ``response_format={"type": "json_schema", "json_schema": {"name": "output",
   "schema": schema}}`` (vLLM accepts the OpenAI form; for completions it goes in ``extra_body``).
+- ``choices``: ``extra_body={"structured_outputs": {"choice": [...]}}`` (vLLM >= 0.12 servers); an
+  answer outside the choices (a server that ignores the field) is an error result, never passed on.
 - Retries with exponential backoff on connection errors, timeouts, 408/429 and 5xx (``max_retries``,
   default 3; the openai client's own retries are off so the count is ours). After the last retry,
   or on any other failure (4xx, a garbage body, no choices), that request gets an error result and
@@ -106,6 +108,8 @@ class OpenAIBackend:
                 extra["response_format"] = rf  # not a named parameter of completions.create
             if r.logprobs:
                 kw["logprobs"] = r.logprobs
+        if r.choices is not None:  # vLLM server's structured outputs; other servers reject or ignore it
+            extra["structured_outputs"] = {"choice": list(r.choices)}
         if extra:
             kw["extra_body"] = extra
         return kw
@@ -151,7 +155,11 @@ class OpenAIBackend:
                     coro = client.chat.completions.create(**kw) if chat else client.completions.create(**kw)
                     # the client enforces self.timeout per HTTP call; this guards a stalled body read too
                     resp = await asyncio.wait_for(coro, timeout=self.timeout + 5)
-                    return self._parse(resp, chat)
+                    res = self._parse(resp, chat)
+                    if r.choices is not None and res.ok and res.text not in r.choices:
+                        return error_result(f"answer {res.text[:80]!r} is not one of the {len(r.choices)} choices "
+                                            "(the server ignored structured_outputs.choice: use a vLLM server)")
+                    return res
                 except Exception as e:
                     if not _retryable(e):
                         return error_result(_describe(e))

@@ -1,7 +1,10 @@
 """Offline vLLM backend: one ``vllm.LLM`` engine, batched ``LLM.chat`` / ``LLM.generate`` calls.
 
 - Structured outputs: ``SamplingParams(structured_outputs=StructuredOutputsParams(json=schema))``
-  (vLLM >= 0.12 names; the default backend, xgrammar, is used).
+  (vLLM >= 0.12 names; the default backend, xgrammar, is used); ``GenRequest.choices`` ->
+  ``StructuredOutputsParams(choice=[...])`` (the answer is exactly one of the strings).
+- ``pick_next_token``: the most likely of some candidate tokens as the next token
+  (``allowed_token_ids``, one greedy token; TOPRO's score mode).
 - Prefix caching is on (shared instructions/demos across a batch are computed once).
 - LoRA: ``LoRARequest(name, int_id, path)`` with a stable id per adapter path. The engine is built
   with ``enable_lora`` when the first batch has LoRA requests or ``max_lora_rank`` was given; a later
@@ -162,10 +165,34 @@ class VLLMBackend:
         from vllm.sampling_params import StructuredOutputsParams
 
         # no free whitespace inside constrained JSON: tiny models otherwise pad it until max_tokens (pitfall 6)
-        so = (StructuredOutputsParams(json=r.json_schema, disable_any_whitespace=True)
-              if r.json_schema is not None else None)
+        so = None
+        if r.json_schema is not None:
+            so = StructuredOutputsParams(json=r.json_schema, disable_any_whitespace=True)
+        elif r.choices is not None:
+            so = StructuredOutputsParams(choice=list(r.choices))
         return SamplingParams(temperature=r.temperature, max_tokens=r.max_tokens, stop=r.stop, seed=r.seed,
                               logprobs=r.logprobs, structured_outputs=so)
+
+    def pick_next_token(self, prompts: list[str], candidate_token_ids: list[int], *,
+                        stats: dict | None = None) -> list[int | None]:
+        """Index (into ``candidate_token_ids``) of the greedy next token restricted to the candidates,
+        per prompt (None when the engine returned no token). ``stats`` gets ``forward_passes``,
+        ``tokens`` and, when vLLM reports it, ``cached_tokens`` (automatic prefix caching)."""
+        from vllm import SamplingParams
+
+        if not prompts:
+            return []
+        sp = SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=list(candidate_token_ids))
+        outs = self.start().generate(list(prompts), sp, use_tqdm=False)
+        pos = {t: i for i, t in enumerate(candidate_token_ids)}
+        picks = [pos.get(o.outputs[0].token_ids[0]) if o.outputs and o.outputs[0].token_ids else None for o in outs]
+        if stats is not None:
+            stats["forward_passes"] = stats.get("forward_passes", 0) + len(prompts)
+            stats["tokens"] = stats.get("tokens", 0) + sum(len(o.prompt_token_ids) for o in outs)
+            cached = [getattr(o, "num_cached_tokens", None) for o in outs]
+            if all(c is not None for c in cached):
+                stats["cached_tokens"] = stats.get("cached_tokens", 0) + int(sum(cached))
+        return picks
 
     @staticmethod
     def _result(out) -> GenResult:
