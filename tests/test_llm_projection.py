@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from llmie.projection.llm import _Trie, answer_text, candidates, parse_answer
+from llmie.backends.constraints import TokenTrie as _Trie
+from llmie.projection.llm import answer_text, candidates, parse_answer
 from llmie.projection.llm_data import boundary_variants, build_dpo_pairs, build_sft_rows, check_pairs
 from llmie.projection.words import segment
 from llmie.schema import Document, LlmieDataError, ProjectionPair, Span

@@ -8,11 +8,12 @@ answer to target substrings makes every answer groundable and turns the task int
 - Candidates: contiguous word n-grams of the target (llmie word segmentation, so a span can stop at an
   apostrophe or hyphen as in the aligners) of at most `2 * source words + max_extra` words, not starting
   or ending with a punctuation word unless the source span does.
-- `hf` backend (default; LoRA adapters through peft): greedy decoding through a token trie of the
-  candidates' answers (`prefix_allowed_tokens_fn`), so the model can only write one of them. The trie is
-  built from each full answer string's own tokenisation, the same one the SFT data is trained on.
-- `vllm` / `openai` backends: the JSON schema `{"span": {"enum": [...candidates]}}` as structured output
-  (xgrammar in vLLM); an answer outside the set (a backend that ignores the schema) fails the span.
+- Every backend is built by `llmie.backends.get_backend` (response cache included) and gets one
+  `GenRequest(messages, choices=[answer_text(c) for c in candidates])` per span: the answer must be
+  exactly one of the candidates' answers. `hf` (default; a LoRA adapter is merged at load) decodes
+  greedily through a token trie of the answers, each tokenised on its own as the SFT data is
+  (`llmie.backends.constraints`); `vllm` uses structured outputs (`choice`), `openai` a vLLM server's
+  `structured_outputs.choice`; an answer outside the set fails the span.
 - Grounding: a candidate that occurs several times in the target is placed at the occurrence closest to
   the source span's relative position.
 - One request per source span; a sample fails as a whole when one of its spans fails (EXP convention).
@@ -135,35 +136,6 @@ class _Job:
     rel: float
 
 
-def _common_prefix(seqs: list[list[int]]) -> int:
-    """Length of the longest common prefix, kept short of every sequence's end."""
-    k = 0
-    while all(len(x) > k + 1 for x in seqs) and all(x[k] == seqs[0][k] for x in seqs):
-        k += 1
-    return k
-
-
-class _Trie:
-    """Token trie of the allowed answers (each ends with an end-of-turn token)."""
-
-    def __init__(self, seqs: list[list[int]]) -> None:
-        self.root: dict[int, dict] = {}
-        self.depth = 0
-        for s in seqs:
-            node = self.root
-            for t in s:
-                node = node.setdefault(t, {})
-            self.depth = max(self.depth, len(s))
-
-    def allowed(self, prefix: list[int]) -> list[int] | None:
-        node = self.root
-        for t in prefix:
-            node = node.get(t)
-            if node is None:
-                return None
-        return list(node) or None
-
-
 @dataclass
 class LLMProjector:
     """`project_batch` for `llmie.projection.project`; see the module docstring."""
@@ -175,6 +147,7 @@ class LLMProjector:
     batch_size: int = 8
     max_extra: int = 3
     api_base: str | None = None
+    cache: bool | str = True  # response cache (llmie.backends.cache): True = default file, a path, False = off
     stats: dict[str, Any] = field(default_factory=lambda: {"requests": 0, "candidates": 0, "outside": 0,
                                                             "errors": 0, "seconds": 0.0})
 
@@ -182,91 +155,31 @@ class LLMProjector:
         self.tpl = load_template(self.template)
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise FileNotFoundError(f"{self.adapter}: not a peft adapter folder (no adapter_config.json)")
-        if self.backend == "hf":
-            self._load_hf()
-        elif self.backend in ("vllm", "openai"):
-            from llmie.backends import get_backend
+        from llmie.backends import get_backend
 
+        if self.backend == "hf":
+            from llmie.projection.encoder import fast_dtype
+
+            # bf16 where native (~2x on CPU); the adapter merged into the weights (no LoRA overhead)
+            kw: dict[str, Any] = dict(dtype=fast_dtype(), adapter=self.adapter, batch_size=self.batch_size)
+        elif self.backend in ("vllm", "openai"):
             kw = {"api_base": self.api_base} if self.api_base else {}
-            self._be = get_backend(self.backend, self.model, cache=False, **kw)
         else:
             raise ValueError(f"unknown backend {self.backend!r} for --method llm; expected hf, vllm or openai")
+        self._be = get_backend(self.backend, self.model, cache=self.cache, **kw)
 
-    # ------------------------------------------------------------------ hf
-    def _load_hf(self) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from llmie.models import resolve_llm
-
-        path = resolve_llm(self.model)
-        self.tok = AutoTokenizer.from_pretrained(path)
-        self.tok.padding_side = "left"
-        if self.tok.pad_token_id is None:
-            self.tok.pad_token = self.tok.eos_token
-        from llmie.projection.encoder import fast_dtype
-
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=fast_dtype())  # bf16 where native (~2x on CPU)
-        if self.adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()  # merged: no LoRA overhead
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.lm = model.to(self.device).eval()
-        end = self.tok.convert_tokens_to_ids("<|im_end|>")
-        self._end = end if isinstance(end, int) and end != self.tok.unk_token_id else self.tok.eos_token_id
-
-    def _hf_generate(self, jobs: list[_Job]) -> list[str | None]:
-        import torch
-
-        out: list[str | None] = []
-        for s in range(0, len(jobs), self.batch_size):
-            chunk = jobs[s:s + self.batch_size]
-            tries, keys, forced = [], [], []
-            for j in chunk:
-                texts = list(j.cands)
-                ids = self.tok([answer_text(t) for t in texts], add_special_tokens=False)["input_ids"]
-                seqs = [x + [self._end] for x in ids]
-                k = _common_prefix(seqs)  # tokens every answer starts with ({"span": ") go into the prompt
-                forced.append(seqs[0][:k])
-                tries.append(_Trie([x[k:] for x in seqs]))
-                keys.append({tuple(x[k:]): t for x, t in zip(seqs, texts)})
-            prompts = [self.tok.apply_chat_template(j.messages, tokenize=False, add_generation_prompt=True)
-                       for j in chunk]
-            rows = [self.tok(t, add_special_tokens=False)["input_ids"] + f for t, f in zip(prompts, forced)]
-            pad = self.tok.pad_token_id
-            plen = max(len(r) for r in rows)
-            input_ids = torch.tensor([[pad] * (plen - len(r)) + r for r in rows], device=self.device)
-            mask = torch.tensor([[0] * (plen - len(r)) + [1] * len(r) for r in rows], device=self.device)
-            enc = {"input_ids": input_ids, "attention_mask": mask}
-
-            def allowed(b: int, ids) -> list[int]:
-                a = tries[b].allowed(ids[plen:].tolist())
-                return a if a else [pad]
-
-            with torch.inference_mode():
-                gen = self.lm.generate(**enc, max_new_tokens=max(t.depth for t in tries), do_sample=False,
-                                       prefix_allowed_tokens_fn=allowed, pad_token_id=pad, eos_token_id=self._end,
-                                       temperature=None, top_p=None, top_k=None)
-            for b, row in enumerate(gen[:, plen:].tolist()):
-                seq = row[: row.index(self._end) + 1] if self._end in row else row
-                out.append(keys[b].get(tuple(seq)))
-        return out
-
-    # ------------------------------------------------------------------ vllm / openai
-    def _be_generate(self, jobs: list[_Job]) -> list[str | None]:
+    def _generate(self, jobs: list[_Job]) -> list[str | None]:
+        """One choice-constrained request per job; the answered span text, or None."""
         from llmie.backends import GenRequest
 
         reqs = []
         for j in jobs:
-            schema = {"type": "object", "properties": {"span": {"enum": list(j.cands)}}, "required": ["span"],
-                      "additionalProperties": False}
-            longest = max(len(self._tok_len(answer_text(t))) for t in j.cands)
-            reqs.append(GenRequest(messages=j.messages, json_schema=schema, lora=self.adapter,
-                                   max_tokens=longest + 16))
-        res = self._be.generate(reqs)
+            answers = [answer_text(t) for t in j.cands]
+            longest = max(len(self._tok_len(a)) for a in answers)
+            reqs.append(GenRequest(messages=j.messages, choices=answers, max_tokens=longest + 16,
+                                   lora=None if self.backend == "hf" else self.adapter))
         out: list[str | None] = []
-        for r in res:
+        for r in self._be.generate(reqs):
             if not r.ok:
                 self.stats["errors"] += 1
                 out.append(None)
@@ -274,16 +187,21 @@ class LLMProjector:
                 out.append(parse_answer(r.text))
         return out
 
+    def close(self) -> None:
+        self._be.close()
+
     def _tok_len(self, text: str) -> list[int]:
+        """Token ids of an answer (bounds ``max_tokens``); openai has no local tokenizer."""
         if not hasattr(self, "_count_tok"):
-            from transformers import AutoTokenizer
+            self._count_tok = getattr(self._be, "tokenizer", None) if self.backend == "hf" else None
+            if self.backend == "vllm":
+                from transformers import AutoTokenizer
 
-            from llmie.models import resolve_llm
+                from llmie.models import resolve_llm
 
-            self._count_tok = AutoTokenizer.from_pretrained(resolve_llm(self.model)) \
-                if self.backend == "vllm" else None
+                self._count_tok = AutoTokenizer.from_pretrained(resolve_llm(self.model))
         if self._count_tok is None:
-            return [0] * (len(text) + 8)  # openai: no local tokenizer; characters bound tokens
+            return [0] * (len(text) + 8)  # characters bound tokens
         return self._count_tok(text, add_special_tokens=False)["input_ids"]
 
     # ------------------------------------------------------------------ projection
@@ -305,7 +223,7 @@ class LLMProjector:
             for j in self.jobs_for(p):
                 jobs.append(j)
                 owner.append(k)
-        answers = self._hf_generate(jobs) if self.backend == "hf" else self._be_generate(jobs)
+        answers = self._generate(jobs)
         per: list[list[tuple[int, int] | str]] = [[] for _ in todo]
         for j, k, a in zip(jobs, owner, answers):
             self.stats["requests"] += 1

@@ -8,12 +8,15 @@ Two modes, as in the authors' code:
   no match is the extra class ``<none>`` (always wrong for token F1; read as O for seqeval).
 
 Prompt order is sentence first: ``prefix`` = tag list + sentence (shared by the m prompts of a sentence),
-``question`` = the per-word part. ``hf`` reuses the longest common token prefix of a sentence's m prompts
-(tag list + sentence + the question's fixed start): its KV cache is computed once and repeated m times
-(``DynamicCache.batch_repeat_interleave``), so only the short remainders (`` w in the sentence is``) run m times.
-``vllm`` relies on the engine's automatic prefix caching (``enable_prefix_caching``) and restricts the
-one sampled token with ``allowed_token_ids``. ``cost`` counts prompts, forward passes, tokens run
-through the model and seconds, so reuse can be compared with no reuse and with one sentence-level prompt.
+``question`` = the per-word part. The backend comes from ``llmie.backends.get_backend`` (see
+:func:`build`; the response cache answers reruns of ``generate`` mode). ``hf`` scores with
+``HFBackend.score_next_token(..., prefix_groups=sentence ids)``: the longest common token prefix of a
+sentence's m prompts (tag list + sentence + the question's fixed start) runs once into a KV cache that
+is repeated m times, so only the short remainders (`` w in the sentence is``) run m times. ``vllm``
+relies on the engine's automatic prefix caching (``enable_prefix_caching``) and restricts the one
+sampled token with ``allowed_token_ids`` (``VLLMBackend.pick_next_token``). ``cost`` counts prompts,
+forward passes, tokens run through the model and seconds, so reuse can be compared with no reuse and
+with one sentence-level prompt.
 """
 from __future__ import annotations
 
@@ -27,8 +30,23 @@ from llmie.topro.verbalizer import resolve_verbalizer
 NONE = "<none>"
 
 
+def build(template: Template, model: str = "embedded", backend: str = "hf", *, reuse_prefix: bool = True,
+          mark: bool = False, cache: bool | str = True) -> LLMTopro:
+    """LLM TOPRO over ``get_backend(backend, model)`` (response cache included; ``cache=False`` turns it
+    off). hf batches 16 prompts; vllm's automatic prefix caching follows ``reuse_prefix``."""
+    from llmie.backends import get_backend
+
+    if backend == "hf":
+        kw: dict[str, Any] = {"batch_size": 16}
+    elif backend == "vllm":
+        kw = {"enable_prefix_caching": reuse_prefix}
+    else:
+        raise ValueError(f"LLM TOPRO backend must be hf or vllm, got {backend!r}")
+    return LLMTopro(template, get_backend(backend, model, cache=cache, **kw), mark=mark)
+
+
 class LLMTopro:
-    """Zero-shot TOPRO over a causal LM (``backend``: an ``HFBackend`` or ``VLLMBackend``)."""
+    """Zero-shot TOPRO over a causal LM (``backend``: hf or vllm from ``get_backend``, cached or not)."""
 
     def __init__(self, template: Template, backend, *, mark: bool = False) -> None:
         self.template = template
@@ -68,98 +86,21 @@ class LLMTopro:
         ps, parts = self.prompts(sents)
         pre, q = self._ids(parts)
         cost = Cost(sentences=len(sents), words=sum(len(s) for s in sents), prompts=len(ps))
+        st: dict[str, int] = {}
         t0 = time.perf_counter()
-        rows: list[Any] = [None] * len(ps)
-        model = self.backend.model
-        cand = torch.tensor(self.verb.token_ids)
-        with torch.inference_mode():
-            if reuse_prefix:
-                start = 0
-                while start < len(ps):  # one group per sentence: prompts of a sentence are contiguous
-                    end = start
-                    while end < len(ps) and ps[end].sent == ps[start].sent:
-                        end += 1
-                    lp = self._score_group_reuse(model, [pre[i] + q[i] for i in range(start, end)], cand, cost)
-                    for k in range(end - start):
-                        rows[start + k] = lp[k]
-                    start = end
-            else:
-                order = sorted(range(len(ps)), key=lambda i: len(pre[i]) + len(q[i]))
-                for s in range(0, len(order), batch_size):
-                    idx = order[s:s + batch_size]
-                    lp = self._score_full(model, [pre[i] + q[i] for i in idx], cand, cost)
-                    for k, i in enumerate(idx):
-                        rows[i] = lp[k]
+        lp_all = self.backend.score_next_token([pre[i] + q[i] for i in range(len(ps))], list(self.verb.token_ids),
+                                               batch_size=batch_size, stats=st,
+                                               prefix_groups=[p.sent for p in ps] if reuse_prefix else None)
         cost.seconds = time.perf_counter() - t0
-        lp_all = torch.stack(rows) if rows else torch.empty(0, len(self.labels))
+        cost.forward_passes, cost.tokens = st.get("forward_passes", 0), st.get("tokens", 0)
+        if reuse_prefix and len(ps):
+            cost.extra["shared_prefix_tokens"] = st.get("shared_prefix_tokens", 0)
+        if not len(ps):
+            lp_all = torch.empty(0, len(self.labels))
         answers = [self.labels[int(k)] for k in lp_all.argmax(-1)] if len(ps) else []
         cost.extra["mode"] = "score"
         cost.extra["reuse_prefix"] = reuse_prefix
         return recompose(ps, answers, [len(s) for s in sents]), cost, lp_all
-
-    @staticmethod
-    def _last_logits(model, h):
-        """LM-head logits of the hidden states ``h`` [N, H] only (not of every position: the vocab is big)."""
-        return model.get_output_embeddings()(h).float()
-
-    def _score_full(self, model, seqs: list[list[int]], cand, cost: Cost):
-        import torch
-
-        from llmie.backends.hf import _positions
-
-        pad = self.tokenizer.pad_token_id or 0
-        L = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), L), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), L), dtype=torch.long)
-        for b, x in enumerate(seqs):  # left padding: the last position is every row's next-token slot
-            ids[b, L - len(x):] = torch.tensor(x)
-            mask[b, L - len(x):] = 1
-        dev = model.device
-        h = model.base_model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                             position_ids=_positions(mask).to(dev)).last_hidden_state[:, -1]
-        cost.forward_passes += 1
-        cost.tokens += sum(len(x) for x in seqs)
-        return self._last_logits(model, h).log_softmax(-1)[:, cand.to(dev)].cpu()
-
-    def _score_group_reuse(self, model, seqs: list[list[int]], cand, cost: Cost):
-        """The m prompts of one sentence: their longest common token prefix (tag list, sentence and the
-        question's fixed start) is run once into a KV cache, repeated m times, and only the m short
-        remainders run, right-padded, in one batch."""
-        import torch
-
-        dev = model.device
-        lcp = min(len(x) for x in seqs) - 1  # every row keeps at least its last token
-        first = seqs[0]
-        for x in seqs[1:]:
-            k = 0
-            while k < lcp and x[k] == first[k]:
-                k += 1
-            lcp = k
-        prefix = first[:lcp]
-        rest = [x[lcp:] for x in seqs]
-        m = len(seqs)
-        cache = None
-        if lcp:
-            cache = model.base_model(input_ids=torch.tensor([prefix], device=dev), use_cache=True).past_key_values
-            cache.batch_repeat_interleave(m)
-            cost.forward_passes += 1
-        L = max(len(x) for x in rest)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((m, L), pad, dtype=torch.long)
-        mask = torch.zeros((m, lcp + L), dtype=torch.long)
-        mask[:, :lcp] = 1
-        for b, x in enumerate(rest):
-            ids[b, :len(x)] = torch.tensor(x)
-            mask[b, lcp:lcp + len(x)] = 1
-        pos = (lcp + torch.arange(L)).unsqueeze(0).expand(m, L)
-        hid = model.base_model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                               past_key_values=cache, use_cache=False).last_hidden_state
-        last = torch.tensor([len(x) - 1 for x in rest], device=dev)
-        cost.forward_passes += 1
-        cost.tokens += lcp + sum(len(x) for x in rest)
-        cost.extra["shared_prefix_tokens"] = cost.extra.get("shared_prefix_tokens", 0) + lcp
-        h = hid[torch.arange(m, device=dev), last]
-        return self._last_logits(model, h).log_softmax(-1)[:, cand.to(dev)].cpu()
 
     def sentence_level_cost(self, sents: Sequence[Sequence[str]]) -> Cost:
         """Reference cost: one forward pass per sentence over its prefix (what one sentence-level prompt
@@ -211,21 +152,16 @@ class LLMTopro:
     # ------------------------------------------------------------------ scoring (vllm)
 
     def _score_vllm(self, sents: Sequence[Sequence[str]]) -> tuple[list[list[str]], Cost, Any]:
-        from vllm import SamplingParams
-
         ps, parts = self.prompts(sents)
         cost = Cost(sentences=len(sents), words=sum(len(s) for s in sents), prompts=len(ps))
-        sp = SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=list(self.verb.token_ids))
+        st: dict[str, int] = {}
         t0 = time.perf_counter()
-        outs = self.backend.llm.generate([a + b for a, b in parts], sp, use_tqdm=False)
+        picks = self.backend.pick_next_token([a + b for a, b in parts], list(self.verb.token_ids), stats=st)
         cost.seconds = time.perf_counter() - t0
-        id2lab = dict(zip(self.verb.token_ids, self.labels))
-        answers = [id2lab.get(o.outputs[0].token_ids[0], NONE) if o.outputs[0].token_ids else NONE for o in outs]
-        cost.forward_passes = len(ps)
-        cost.tokens = sum(len(o.prompt_token_ids) for o in outs)
-        cached = [getattr(o, "num_cached_tokens", None) for o in outs]
-        if all(c is not None for c in cached):
-            cost.extra["cached_tokens"] = int(sum(cached))
+        answers = [self.labels[k] if k is not None else NONE for k in picks]
+        cost.forward_passes, cost.tokens = st.get("forward_passes", 0), st.get("tokens", 0)
+        if "cached_tokens" in st:
+            cost.extra["cached_tokens"] = st["cached_tokens"]
         cost.extra.update(mode="score", backend="vllm",
                           prefix_caching=bool(getattr(self.backend, "enable_prefix_caching", False)))
         return recompose(ps, answers, [len(s) for s in sents]), cost, None
