@@ -98,10 +98,8 @@ def encoder_part(args, res: dict, out: Path, data: Path) -> None:
 
 
 def llm_part(args, res: dict, out: Path, data: Path) -> None:
-    from llmie.backends.hf import HFBackend
-    from llmie.models.embedded import resolve_llm
     from llmie.topro.decompose import load_template
-    from llmie.topro.llm import LLMTopro, for_seqeval
+    from llmie.topro.llm import build, for_seqeval
 
     _, sents, gold = read_tagged(default_file("ner", "test", data), "ner", limit=2000)
     pick, n = [], 0
@@ -111,8 +109,7 @@ def llm_part(args, res: dict, out: Path, data: Path) -> None:
         pick.append((s, g))
         n += len(s)
     sents, gold = [p[0] for p in pick], [p[1] for p in pick]
-    be = HFBackend(resolve_llm("embedded"), batch_size=16)
-    lt = LLMTopro(load_template("topro.ner.v1"), be)
+    lt = build(load_template("topro.ner.v1"), "embedded", "hf", cache=False)
     runs: dict = {}
     res["llm_partial"] = runs  # written after each run, so a crash keeps what finished
     tags_r, c_r, lp_r = lt.score(sents, reuse_prefix=True)
@@ -145,16 +142,14 @@ def llm_part(args, res: dict, out: Path, data: Path) -> None:
     res.pop("llm_partial", None)
     res["llm"] = {"model": "SmolLM2-135M-Instruct (embedded)", "template": "topro.ner.v1", "sentences": len(sents),
                   "words": sum(len(s) for s in sents), "verbalizer": lt.verb.as_dict(), "runs": runs, "ratios": ratios}
-    be.close()
+    lt.backend.close()
     _write(res, out)
 
 
 def vllm_part(args, res: dict, out: Path, data: Path) -> None:
     """Restricted scoring on the vLLM engine (allowed_token_ids, 1 token), prefix caching on vs off."""
-    from llmie.backends.vllm import VLLMBackend
-    from llmie.models.embedded import resolve_llm
     from llmie.topro.decompose import load_template
-    from llmie.topro.llm import LLMTopro, for_seqeval
+    from llmie.topro.llm import build, for_seqeval
 
     _, sents, gold = read_tagged(default_file("ner", "test", data), "ner", limit=2000)
     n, k = 0, 0
@@ -164,13 +159,12 @@ def vllm_part(args, res: dict, out: Path, data: Path) -> None:
     sents, gold = sents[:k], gold[:k]
     runs = {}
     for caching in (True, False):
-        be = VLLMBackend(resolve_llm("embedded"), enable_prefix_caching=caching)
-        lt = LLMTopro(load_template("topro.ner.v1"), be)
+        lt = build(load_template("topro.ner.v1"), "embedded", "vllm", reuse_prefix=caching, cache=False)
         lt.score(sents[:2])  # warm-up (graph/first-batch costs are not prefix effects)
         tags, cost, _ = lt.score(sents)
         runs[f"vllm score, prefix caching {'on' if caching else 'off'}"] = {
             **scores(gold, for_seqeval(tags), "ner"), "cost": cost.as_dict()}
-        be.close()
+        lt.backend.close()
     on, off = runs["vllm score, prefix caching on"], runs["vllm score, prefix caching off"]
     res["vllm"] = {"sentences": len(sents), "words": sum(len(s) for s in sents), "runs": runs,
                    "off/on (seconds)": round(off["cost"]["seconds"] / on["cost"]["seconds"], 2)}

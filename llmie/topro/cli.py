@@ -117,22 +117,10 @@ def run(task: str, model: str, files: dict[str, Path], *, llm: bool = False, mod
         if t.template.task != task:
             raise ValueError(f"{model} was trained for task {t.template.task}, not {task}")
         return evaluate(t, files, limit=limit, batch_size=batch_size, out=out, keep_types=keep)
-    from llmie.models.embedded import resolve_llm
     from llmie.topro.decompose import load_template
-    from llmie.topro.llm import LLMTopro
+    from llmie.topro.llm import build
 
-    path = resolve_llm(model)
-    if backend == "hf":
-        from llmie.backends.hf import HFBackend
-
-        be = HFBackend(path, batch_size=16)
-    elif backend == "vllm":
-        from llmie.backends.vllm import VLLMBackend
-
-        be = VLLMBackend(path, enable_prefix_caching=reuse_prefix)
-    else:
-        raise ValueError(f"LLM TOPRO backend must be hf or vllm, got {backend!r}")
-    lt = LLMTopro(load_template(TASK_TEMPLATE[task]), be, mark=mark)
+    lt = build(load_template(TASK_TEMPLATE[task]), model, backend, reuse_prefix=reuse_prefix, mark=mark)
     if mode == "score":
         fn = lambda s: lt.score(s, reuse_prefix=reuse_prefix)[:2]  # noqa: E731
     elif mode == "generate":
@@ -144,7 +132,7 @@ def run(task: str, model: str, files: dict[str, Path], *, llm: bool = False, mod
                                          "template": lt.template.name, "verbalizer": lt.verb.as_dict()},
                         limit=limit, out=out, keep_types=keep)
     finally:
-        be.close()
+        lt.backend.close()
 
 
 @app.command("eval")
