@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from llmie.config import data_dir
-from llmie.scale import project_job, read_pairs, run_local, run_ray
+from llmie.io.records import read_docs, read_pairs
+from llmie.scale import extract_job, project_job, run_local, run_ray
 
 
 def _timed(fn) -> tuple[dict, float]:
@@ -35,13 +36,13 @@ def vllm_stage(n: int, out: Path) -> dict:
 
     from llmie.io import read_jsonl
     from llmie.schema import Schema
-    from llmie.scale import extract_job, read_docs
+
 
     docs = list(itertools.islice(read_docs(data_dir() / "ner/uner_en_ewt/en_ewt-ud-dev.iob2"), n))
     job = extract_job(Schema.from_names("ner", ["PER", "ORG", "LOC"]), backend="vllm", cache=False)
     res: dict = {"docs": len(docs)}
     os.environ["LLMIE_RESPONSE_CACHE"] = str(out / "unused.sqlite")
-    _, res["local_s"] = _timed(lambda: run_local(job, docs, out / "vllm-local.jsonl", chunk=4))
+    _, res["local_s"] = _timed(lambda: run_local(job, docs, out / "vllm-local.jsonl", chunk=4, resume=False))
     shutil.rmtree(out / "vllm-ray.jsonl.shards", ignore_errors=True)
     _, res["ray1_s"] = _timed(lambda: run_ray(job, docs, out / "vllm-ray.jsonl", shard_size=4, workers=1))
     a, b = list(read_jsonl(out / "vllm-local.jsonl")), list(read_jsonl(out / "vllm-ray.jsonl"))
@@ -97,7 +98,7 @@ def main() -> None:
     job = project_job(a.method)
     res: dict = {"pairs": len(records), "method": a.method, "shard_size": a.shard_size}
     t = time.perf_counter()
-    run_local(job, records, a.out / "local.jsonl", chunk=a.shard_size)
+    run_local(job, records, a.out / "local.jsonl", chunk=a.shard_size, resume=False)
     res["local_s"] = round(time.perf_counter() - t, 1)
     base = (a.out / "local.jsonl").read_text(encoding="utf-8")
     for w in (int(x) for x in a.workers.split(",")):

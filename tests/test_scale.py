@@ -20,7 +20,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from llmie.cli import app  # noqa: E402
 from llmie.scale.engine import run_ray, shard_dir, worker_env  # noqa: E402
-from llmie.scale.jobs import project_job, read_docs, read_pairs  # noqa: E402
+from llmie.io.records import read_docs, read_pairs  # noqa: E402
+from llmie.scale.jobs import project_job  # noqa: E402
 
 EXP = data_dir() / "exp" / "relx" / "en-de.test.jsonl"
 UNER = data_dir() / "ner" / "uner_en_ewt" / "en_ewt-ud-dev.iob2"

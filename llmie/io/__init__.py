@@ -20,8 +20,11 @@ __all__ = ["AlignedSentence", "bio_to_spans", "doc_tags", "from_hf", "is_exp_fil
 
 def is_exp_file(path: str | Path) -> bool:
     """True if the first record of a JSONL file is an EXP pair (has src_text/tgt_text)."""
-    for _, obj in iter_json_lines(path):
-        return "src_text" in obj and "tgt_text" in obj
+    from llmie.io.jsonl import json_lines
+
+    for _, obj in json_lines(path):  # the first readable record decides; bad lines are the reader's business
+        if isinstance(obj, dict):
+            return "src_text" in obj and "tgt_text" in obj
     return False
 
 

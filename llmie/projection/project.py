@@ -5,32 +5,43 @@ A sample fails as a whole (status `failed` + reason) when any of its spans canno
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from llmie.projection.algorithms import Projection, algorithm1
 from llmie.projection.words import Word, segment, words_in_span
+from llmie.registry import Entry, Registry
 from llmie.schema import Document, ProjectionPair, Span
 
-METHODS = ("awesome", "binary", "binary-w", "pvp", "llm")
+# One line per projection method (llmie.registry): a new method is a class with `word_alignments(...)`
+# (word-alignment methods, Algorithm 1 projects) or `project_batch(prepared, bridge=, best_run=)`, and a line here.
+METHODS = Registry("projection method", {
+    "awesome": Entry("llmie.projection.awesome:AwesomeAligner", help="similarity word alignment (awesome-align)"),
+    "binary": Entry("llmie.projection.binary:BinaryAligner", accepts=("adapter",),
+                    help="BinaryAlign-style trained word aligner"),
+    "binary-w": Entry("llmie.projection.binary:BinaryAligner", {"symmetric": True}, accepts=("adapter",),
+                      help="binary, symmetrised"),
+    "pvp": Entry("llmie.projection.pvp:PVPProjector", accepts=("adapter",), help="PVP span projector"),
+    "llm": Entry("llmie.projection.llm:LLMProjector", accepts=("adapter", "backend"),
+                 help="label projection as constrained LLM generation"),
+})
 
 
 @lru_cache(maxsize=4)
 def get_aligner(method: str, model: str = "embedded", **kwargs):
-    if method == "awesome":
-        from llmie.projection.awesome import AwesomeAligner
-        return AwesomeAligner(model, **kwargs)
-    if method in ("binary", "binary-w"):
-        from llmie.projection.binary import BinaryAligner
-        return BinaryAligner(model, symmetric=method == "binary-w", **kwargs)
-    if method == "pvp":
-        from llmie.projection.pvp import PVPProjector
-        return PVPProjector(model, **kwargs)
-    if method == "llm":  # label projection as constrained generation (llm.py)
-        from llmie.projection.llm import LLMProjector
-        return LLMProjector(model, **kwargs)
-    raise ValueError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
+    """The method's aligner/projector, loaded once per (method, model, options) in this process."""
+    return METHODS.create(method, model, **kwargs)
+
+
+def load_projector(method: str, model: str = "embedded", *, batch_size: int = 32, best_run: bool = True,
+                   elision: bool = False, **options) -> Callable[[list[ProjectionPair]], list[Document]]:
+    """pairs -> target Documents, with the model loaded now (a bad model fails before any record, and
+    timings exclude the load). ``options`` (adapter, backend, ...) reach the methods that accept them."""
+    kw = METHODS.options(method, **options)
+    get_aligner(method, model, **kw)
+    return lambda pairs: list(project(pairs, method, model, batch_size=batch_size, best_run=best_run,
+                                      elision=elision, **kw))
 
 
 @dataclass

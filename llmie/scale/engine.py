@@ -24,40 +24,50 @@ from typing import Any
 
 from llmie.io import write_jsonl
 from llmie.io.atomic import resume_jsonl
-from llmie.scale.jobs import Record, Runner, chunks, decode, encode, record_id
+from llmie.io.records import Record, record_id
+from llmie.scale.jobs import Runner, chunks, decode, encode
 
 log = logging.getLogger("llmie")
 
 ENGINES = ("local", "ray")
 
 
-def run_local(job: dict[str, Any], records: list[Record], out: Path, chunk: int = 256, resume: bool = False,
+def run_local(job: dict[str, Any], records: list[Record], out: Path, chunk: int = 256, resume: bool = True,
               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """In-process engine: the same Runner, chunk by chunk, appended to OUT (resume: skip ids already there)."""
+    """In-process engine: the same Runner, chunk by chunk, appended to OUT.
+
+    ``resume``: finished records of this input already in OUT are kept and skipped (a killed run's torn
+    last line and records of ids no longer in the input are dropped first); otherwise OUT starts empty."""
     t0 = time.perf_counter()
-    # resume_jsonl drops a killed run's torn last line (and rewrites the file) before we append again
-    done = set(resume_jsonl(out)) if resume and out.exists() else set()
-    todo = [r for r in records if record_id(r) not in done]
+    ids = [record_id(r) for r in records]
+    prev = resume_jsonl(out, set(ids).__contains__) if resume else {}
+    todo = [r for r, i in zip(records, ids) if i not in prev]
     if not resume or not out.exists():
         write_jsonl([], out)
     docs_all: list = []
-    if not todo:  # nothing left: do not load a model
-        return _stats(docs_all, len(records), out, t0) | {"engine": "local", "skipped_done": len(done)}
-    runner = Runner(job)
-    try:
-        for part in chunks(todo, chunk):
-            docs = runner(part)
-            write_jsonl(docs, out, append=True)
-            docs_all.extend(docs)
-            if progress:
-                progress(len(part))
-    finally:
-        runner.close()
-    return _stats(docs_all, len(records), out, t0) | {"engine": "local", "skipped_done": len(done)}
+    if todo:  # nothing left: do not load a model
+        runner = Runner(job)
+        try:
+            for part in chunks(todo, chunk):
+                docs = runner(part)
+                write_jsonl(docs, out, append=True)
+                docs_all.extend(docs)
+                if progress:
+                    progress(len(part))
+        finally:
+            runner.close()
+    st = _stats(docs_all, len(records), out, t0)
+    ok_prev = sum(_ok(d.meta) for d in prev.values())
+    return st | {"ok": st["ok"] + ok_prev, "failed": len(records) - st["ok"] - ok_prev, "engine": "local",
+                 "resumed": len(prev), "skipped_done": len(prev)}
+
+
+def _ok(meta: dict) -> bool:
+    return meta.get("status") == "ok" or meta.get("parse_status") == "ok"
 
 
 def _stats(docs: list, n: int, out: Path, t0: float) -> dict[str, Any]:
-    ok = sum(d.meta.get("status") == "ok" or d.meta.get("parse_status") == "ok" for d in docs)
+    ok = sum(_ok(d.meta) for d in docs)
     bad = sum(str(d.meta.get("reason", "")).startswith("bad input") for d in docs)
     return {"n": n, "done_now": len(docs), "ok": ok, "bad_input": bad, "seconds": round(time.perf_counter() - t0, 2),
             "out": str(out)}
@@ -107,7 +117,7 @@ class ShardWorker:
             self.n_done += 1
             sids.append(sid)
             ns.append(len(docs))
-            oks.append(sum(d.meta.get("status") == "ok" or d.meta.get("parse_status") == "ok" for d in docs))
+            oks.append(sum(_ok(d.meta) for d in docs))
         return {"shard": np.array(sids, dtype=np.int64), "n": np.array(ns, dtype=np.int64),
                 "ok": np.array(oks, dtype=np.int64)}
 
@@ -229,14 +239,17 @@ def run_ray(job: dict[str, Any], records: list[Record], out: Path, shard_size: i
              "redone_shards": redone, "workers": workers, "gpus_per_worker": num_gpus, "engine": "ray", "shard_dir": str(d),
              "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
     if merge:
-        stats["ok"] = sum(x["meta"].get("status") == "ok" or x["meta"].get("parse_status") == "ok" for x in docs)
+        stats["ok"] = sum(_ok(x["meta"]) for x in docs)
+        stats["failed"] = len(records) - stats["ok"]
         stats["bad_input"] = sum(str(x["meta"].get("reason", "")).startswith("bad input") for x in docs)
     return stats
 
 
 def run(job: dict[str, Any], records: list[Record], out: Path, *, engine: str = "local", chunk: int = 256,
-        workers: int = 2, address: str | None = None, resume: bool = False,
+        workers: int = 2, address: str | None = None, resume: bool = True,
         progress: Callable[[int], None] | None = None, num_gpus: float = 0.0) -> dict[str, Any]:
+    """The one entry of every corpus command: ``local`` (this process) or ``ray`` (actor pool, shards);
+    both resume (local: ids already in OUT; ray: finished shards)."""
     if engine == "local":
         return run_local(job, records, out, chunk, resume, progress)
     if engine == "ray":

@@ -1,29 +1,22 @@
-"""`llmie topro train|eval` (typer sub-app) and the TOPRO side of `llmie eval --bench udpos|masakhaner|uner`.
-
-Kept out of llmie/cli.py so that file stays thin; importing this module is cheap (no torch).
-"""
+"""`llmie topro train|eval`: TOPRO token-level prompt decomposition (llmie.topro)."""
 from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from llmie.cli.common import fail
+
 app = typer.Typer(help="TOPRO: token-level prompt decomposition (encoder MLM verbalizers, LLM zero-shot).",
                   no_args_is_help=True)
 
 
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def _check_task(task: str) -> None:
     if task not in ("ner", "pos"):
-        _fail(f"--task must be ner or pos, got {task!r}")
+        fail(f"--task must be ner or pos, got {task!r}")
 
 
 @app.command("train")
@@ -60,7 +53,7 @@ def train_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
     try:
         t = run_train(cfg)
     except (VerbalizerError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     summary: dict[str, Any] = {k: t.log[k] for k in ("sentences", "examples", "steps", "seconds", "loss_first10",
                                                      "loss_last10")}
     summary.update(method=method, task=task, out=str(out))
@@ -72,67 +65,6 @@ def train_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
         res = evaluate(t, {"en": default_file(task, "test", data_dir())}, limit=eval_limit, out=out / "eval")
         summary["eval"] = res["langs"]["en"]
     typer.echo(json.dumps(summary))
-
-
-def test_files(task: str, data: Path, langs: list[str] | None, split: str = "test",
-               extra: list[str] | None = None) -> dict[str, Path]:
-    """{lang: file}: ner en -> UNER English-EWT, other codes -> MasakhaNER; pos en -> UD-EWT plus any
-    other `pos/ud_<lang>_*/*-ud-<split>.conllu` under the data folder; ``extra`` adds `lang=PATH` items."""
-    from llmie.topro.train import default_file
-
-    files: dict[str, Path] = {}
-    if task == "ner":
-        for lang in langs or ["en"]:
-            files[lang] = (default_file("ner", split, data) if lang in ("en", "eng")
-                           else data / "ner/masakhaner2" / lang / f"{split}.txt")
-    else:
-        found = {"en": default_file("pos", split, data)}
-        for f in sorted(data.glob(f"pos/ud_*/*-ud-{split}.conllu")):
-            lang = f.parent.name.split("_")[1]
-            found.setdefault(lang, f)
-        for lang in langs or list(found):
-            if lang not in found:
-                raise FileNotFoundError(f"no UD {split} file for language {lang!r} under {data / 'pos'}")
-            files[lang] = found[lang]
-    for item in extra or []:
-        lang, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--test expects LANG=PATH, got {item!r}")
-        files[lang] = Path(path)
-    for lang, f in files.items():
-        if not f.is_file():
-            raise FileNotFoundError(f"{lang}: {f}: no such file (pass --data or set LLMIE_DATA_DIR)")
-    return files
-
-
-def run(task: str, model: str, files: dict[str, Path], *, llm: bool = False, mode: str = "score",
-        backend: str = "hf", reuse_prefix: bool = True, mark: bool = False, limit: int | None = None,
-        out: Path | None = None, batch_size: int = 64) -> dict[str, Any]:
-    """Evaluate a trained encoder folder (``llm=False``) or zero-shot LLM TOPRO on ``files``."""
-    from llmie.topro.train import TASK_TEMPLATE, evaluate, load, run_eval
-
-    keep = ("PER", "ORG", "LOC") if task == "ner" else None  # MasakhaNER DATE is outside the TOPRO label set
-    if not llm:
-        t = load(model)
-        if t.template.task != task:
-            raise ValueError(f"{model} was trained for task {t.template.task}, not {task}")
-        return evaluate(t, files, limit=limit, batch_size=batch_size, out=out, keep_types=keep)
-    from llmie.topro.decompose import load_template
-    from llmie.topro.llm import build
-
-    lt = build(load_template(TASK_TEMPLATE[task]), model, backend, reuse_prefix=reuse_prefix, mark=mark)
-    if mode == "score":
-        fn = lambda s: lt.score(s, reuse_prefix=reuse_prefix)[:2]  # noqa: E731
-    elif mode == "generate":
-        fn = lt.generate
-    else:
-        raise ValueError(f"--mode must be score or generate, got {mode!r}")
-    try:
-        return run_eval(fn, task, files, {"method": f"topro-llm ({mode})", "model": model, "backend": backend,
-                                         "template": lt.template.name, "verbalizer": lt.verb.as_dict()},
-                        limit=limit, out=out, keep_types=keep)
-    finally:
-        lt.backend.close()
 
 
 @app.command("eval")
@@ -159,6 +91,7 @@ def eval_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
     import torch
 
     from llmie.config import data_dir
+    from llmie.topro.bench import run_topro, test_files
     from llmie.topro.train import markdown
     from llmie.topro.verbalizer import VerbalizerError
 
@@ -166,51 +99,13 @@ def eval_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
     torch.set_num_threads(max(1, threads))
     try:
         files = test_files(task, data or data_dir(), langs.split(",") if langs else None, split, test)
-        res = run(task, model, files, llm=llm, mode=mode, backend=backend, reuse_prefix=reuse_prefix, mark=mark,
+        res = run_topro(task, model, files, llm=llm, mode=mode, backend=backend, reuse_prefix=reuse_prefix, mark=mark,
                   limit=limit, out=out, batch_size=batch_size)
     except (VerbalizerError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(markdown(res))
     if out:
         from llmie.io.atomic import atomic_write_text
 
         atomic_write_text(out / "results.md", markdown(res))
         typer.echo(f"wrote {out / 'results.json'}")
-
-
-def bench_eval(bench: str, method: str, model: str, data: Path, langs: Optional[str], split: str,
-               limit: Optional[int], out: Optional[Path], backend: str) -> None:
-    """`llmie eval --bench udpos|masakhaner|uner --method topro|topro-llm`: a trained encoder folder
-    (topro) or zero-shot LLM TOPRO (topro-llm, --model an LLM)."""
-    from llmie.topro.train import markdown
-
-    task = "pos" if bench == "udpos" else "ner"
-    llm = method == "topro-llm"
-    if not llm and (model == "embedded" or not (Path(model) / "topro.json").is_file()):
-        _fail(f"--bench {bench} --method topro needs --model DIR from `llmie topro train --task {task} --out DIR` "
-              "(or --method topro-llm for zero-shot LLM TOPRO)")
-    lang_list = langs.split(",") if langs else None
-    if bench == "masakhaner" and not lang_list:
-        from llmie.bench.ner import MASAKHANER
-
-        lang_list = MASAKHANER
-    if bench == "uner":
-        lang_list = ["en"]
-    try:
-        files = test_files(task, data, lang_list, split)
-        res = run(task, model, files, llm=llm, backend=backend if backend in ("hf", "vllm") else "hf",
-                  limit=limit, out=out)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
-    res["bench"] = bench
-    if out:
-        from llmie.io import write_json_atomic
-
-        write_json_atomic(res, out / "results.json")
-        from llmie.io.atomic import atomic_write_text
-
-        atomic_write_text(out / "results.md", markdown(res))
-    typer.echo(markdown(res))
-
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -10,14 +10,11 @@ from typing import Optional
 
 import typer
 
+from llmie.cli.common import fail
+
 app = typer.Typer(help="Build training data sets (JSONL, loadable with `datasets`).", no_args_is_help=True)
 
 DIRS_HELP = "A `llmie synth --out` folder (repeatable; an id verified in an earlier folder wins)."
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def _dirs(data: list[Path]) -> list[str]:
@@ -41,7 +38,7 @@ def pvp_sft(out: Path = typer.Option(..., "--out", help="Output JSONL (conversat
     try:
         rows = build_sft_rows(_dirs(data), langs.split(",") if langs else None, split, template, limit, seed)
     except (FileNotFoundError, LlmieDataError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps(write_rows(rows, out)))
 
 
@@ -61,11 +58,11 @@ def pvp_dpo(out: Path = typer.Option(..., "--out", help="Output JSONL (prompt/ch
     from llmie.schema import LlmieDataError
 
     if sft_predictions is not None and not sft_predictions.exists():
-        _fail(f"{sft_predictions}: no such file")
+        fail(f"{sft_predictions}: no such file")
     try:
         rows = build_dpo_pairs(_dirs(data), langs.split(",") if langs else None, split, template, boundary,
                                str(sft_predictions) if sft_predictions else None, limit, seed)
         check_pairs(rows)
     except (FileNotFoundError, LlmieDataError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps(write_rows(rows, out)))
