@@ -209,3 +209,37 @@ def test_read_only_filesystem_injected(tmp_path: Path, monkeypatch: pytest.Monke
     assert ex.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot write") and str(out) in err[0]
+
+
+def test_cli_full_disk_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`llmie project` (local loop, stand-in projector) on a full disk, run through the entry-point wrapper
+    the CLI adds (`with one_line_errors(): app()`): one error line naming the file, exit 2, manifest failed."""
+    import llmie.cli as cli
+    import llmie.io.jsonl as jsonl
+    from llmie.io.outdir import one_line_errors
+
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"id": f"p{i}", "src_text": "Ana", "tgt_text": "Ana", "src_spans": []}) + "\n"
+                           for i in range(4)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setattr(cli, "_projector", lambda *a, **k: lambda pairs: [
+        Document(id=p.id, text=p.tgt_text, meta={"status": "ok"}) for p in pairs])
+    real_open = open
+
+    def full(path, mode="r", *a, **k):
+        if "a" in mode:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(jsonl, "open", full, raising=False)
+    argv = ["llmie", "project", "--in", str(src), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as ex:
+        with one_line_errors():
+            cli.app(argv[1:])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cannot write {out}: No space left on device [ENOSPC]; rerun the same command to resume"]
+    man = json.loads(manifest.manifest_path(out).read_text())
+    assert man["status"] == "failed" and str(out) in man["error"] and not lock_path(out).exists()

@@ -253,3 +253,20 @@ def run_guard(out: str | Path, *, argv: list[str] | None = None, lock: bool = Tr
         raise err from e
     finally:
         guard.release()
+
+
+@contextmanager
+def one_line_errors(exit_code: int = 2) -> Iterator[None]:
+    """For the CLI entry point: a busy ``--out`` or an OS error of writing ends the process with one
+    ``error:`` line on stderr and ``exit_code`` instead of a traceback (the manifest is already written by
+    then: the command's context closes first)."""
+    try:
+        yield
+    except (OutDirBusy, OutputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(exit_code) from None
+    except OSError as e:
+        if not is_output_oserror(e):
+            raise
+        print(f"error: {output_error(e)}", file=sys.stderr)
+        raise SystemExit(exit_code) from None
