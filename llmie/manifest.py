@@ -139,12 +139,9 @@ def _template_info(argv: list[str], command: str | None) -> dict[str, Any] | Non
     if template is None:
         return None
     try:
-        from llmie.massie.prompt import prompts_dir
+        from llmie.prompts import find
 
-        p = Path(template)
-        if p.suffix not in (".yaml", ".yml"):
-            family, _, rest = template.partition(".")
-            p = prompts_dir() / family / f"{rest}.yaml"
+        p = find(template)
         return {"name": template, "path": str(p.resolve()), "sha256": file_sha256(p)[:12]}
     except (OSError, ValueError) as e:
         return {"name": template, "error": str(e)}

@@ -223,7 +223,9 @@ def test_cli_full_disk_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     src.write_text("".join(json.dumps({"id": f"p{i}", "src_text": "Ana", "tgt_text": "Ana", "src_spans": []}) + "\n"
                            for i in range(4)), encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    monkeypatch.setattr(cli, "_projector", lambda *a, **k: lambda pairs: [
+    import llmie.projection.project as project
+
+    monkeypatch.setattr(project, "load_projector", lambda *a, **k: lambda pairs: [
         Document(id=p.id, text=p.tgt_text, meta={"status": "ok"}) for p in pairs])
     real_open = open
 

@@ -27,9 +27,9 @@ def request_ok(d: Document) -> bool:
 
 def load_schema(name: str) -> Schema:
     """`masakhaner` -> prompts/schemas/masakhaner.yaml (or a path to such a file)."""
-    from llmie.massie.prompt import prompts_dir
+    from llmie.prompts import schema
 
-    p = Path(name) if name.endswith((".yaml", ".yml")) else prompts_dir() / "schemas" / f"{name}.yaml"
+    p = schema(name)
     return Schema.model_validate(yaml.safe_load(p.read_text(encoding="utf-8")))
 
 

@@ -21,4 +21,14 @@ app.add_typer(tools.models_app, name="models")
 app.add_typer(topro.app, name="topro")
 app.add_typer(data.app, name="data")
 
-__all__ = ["app"]
+
+def run() -> None:
+    """The console script: a busy --out or an OS error of writing (disk full, read-only) ends with one
+    `error:` line and exit code 2; manifest.json says `failed` with the reason; a rerun resumes."""
+    from llmie.io.outdir import one_line_errors
+
+    with one_line_errors():
+        app()
+
+
+__all__ = ["app", "run"]

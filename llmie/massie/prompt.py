@@ -11,10 +11,8 @@ is split_num/2: the last batch is kept when it has >= 3 labels, otherwise merged
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,11 +22,6 @@ from llmie.schema import Label, Schema
 SPLIT_NUM = 6
 TASKS = ("ner", "re", "sf", "ed", "ee")
 MAX_ITEMS, MAX_LEN = 8, 80  # bound constrained outputs: tiny models otherwise ramble until max_tokens
-
-
-def prompts_dir() -> Path:
-    env = os.environ.get("LLMIE_PROMPTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "prompts"
 
 
 def batch_labels(labels: list[Label], split_num: int = SPLIT_NUM) -> list[list[Label]]:
@@ -53,12 +46,9 @@ def load_template(name: str) -> Template:
     """`massie.ner.v1` -> prompts/massie/ner.v1.yaml; a path to a .yaml file also works."""
     import hashlib
 
-    p = Path(name)
-    if p.suffix not in (".yaml", ".yml"):
-        family, _, rest = name.partition(".")
-        p = prompts_dir() / family / f"{rest}.yaml"
-    if not p.exists():
-        raise FileNotFoundError(f"prompt template {name!r} not found ({p})")
+    from llmie.prompts import find
+
+    p = find(name)
     raw = p.read_text(encoding="utf-8")
     d = yaml.safe_load(raw)
     return Template(d["name"], d["task"], d["instruction"].strip(), d["format"].strip(),

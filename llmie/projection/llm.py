@@ -52,13 +52,9 @@ def load_template(name: str = DEFAULT_TEMPLATE) -> ProjectionTemplate:
     """`projection.v1` -> prompts/projection/projection.v1.yaml; a path to a .yaml file also works."""
     import yaml
 
-    from llmie.massie.prompt import prompts_dir
+    from llmie.prompts import find
 
-    p = Path(name)
-    if p.suffix not in (".yaml", ".yml"):
-        p = prompts_dir() / "projection" / f"{name}.yaml"
-    if not p.exists():
-        raise FileNotFoundError(f"projection prompt template {name!r} not found ({p})")
+    p = find(name)
     d = yaml.safe_load(p.read_text(encoding="utf-8"))
     for k in ("name", "system", "user"):
         if not isinstance(d.get(k), str):

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
-
-
-def prompts_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "prompts"
 
 
 @dataclass(frozen=True)
@@ -38,14 +33,11 @@ class Template:
 
 def load_template(name: str = "topro.ner.v1") -> Template:
     """``topro.ner.v1`` -> prompts/topro/ner.v1.yaml; a path to a .yaml file also works."""
-    if name.endswith((".yaml", ".yml")):
-        p = Path(name)
-    else:
-        if not name.startswith("topro."):
-            raise ValueError(f"template {name!r}: expected a name like topro.ner.v1 or a .yaml path")
-        p = prompts_dir() / "topro" / f"{name[len('topro.'):]}.yaml"
-    if not p.is_file():
-        raise FileNotFoundError(f"TOPRO template {name!r}: {p} not found")
+    from llmie.prompts import find
+
+    if not name.endswith((".yaml", ".yml")) and not name.startswith("topro."):
+        raise ValueError(f"template {name!r}: expected a name like topro.ner.v1 or a .yaml path")
+    p = find(name)
     d: dict[str, Any] = yaml.safe_load(p.read_text(encoding="utf-8"))
     for key in ("name", "task", "verbalizer", "encoder", "llm"):
         if key not in d:

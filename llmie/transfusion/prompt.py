@@ -62,12 +62,9 @@ def class_map(schema: Schema) -> dict[str, str]:
 def _template(name: str):
     import jinja2
 
-    from llmie.massie.prompt import prompts_dir
+    from llmie.prompts import find
 
-    family, _, rest = name.partition(".")
-    p = prompts_dir() / family / f"{rest}.jinja"
-    if not p.exists():
-        raise FileNotFoundError(f"prompt template {name!r} not found ({p})")
+    p = find(name, ".jinja")
     src = p.read_text(encoding="utf-8")
     env = jinja2.Environment(keep_trailing_newline=False, autoescape=False, undefined=jinja2.StrictUndefined)
     return env.from_string(src), hashlib.sha256(src.encode()).hexdigest()[:12]
@@ -142,6 +139,6 @@ def template_info(method: str) -> TemplateInfo:
 
 
 def schema_path(name: str) -> Path:
-    from llmie.massie.prompt import prompts_dir
+    from llmie.prompts import schema
 
-    return prompts_dir() / "schemas" / f"{name}.yaml"
+    return schema(name)
