@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def load_sentences(n: int) -> list[str]:
     from itertools import islice
 
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
     from llmie.io import read_iob2
 
     path = data_dir() / "ner" / "uner_en_ewt" / "en_ewt-ud-dev.iob2"

@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     args = ap.parse_args()
     from llmie.backends import get_backend
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
     from llmie.io import read_iob2
     from llmie.massie import extract
     from llmie.metrics import corpus_score, items_from_document, score_items

@@ -12,7 +12,7 @@ import random
 import time
 
 import llmie.metrics.lf1 as lf1
-from llmie.config import data_dir
+from llmie.settings import data_dir
 from llmie.io import read_iob2
 
 

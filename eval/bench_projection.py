@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from llmie.config import data_dir
+from llmie.settings import data_dir
 from llmie.io import read_exp
 from llmie.metrics import corpus_projection, score_projection
 from llmie.projection.project import get_aligner, project

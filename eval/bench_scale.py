@@ -18,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from llmie.config import data_dir
+from llmie.settings import data_dir
 from llmie.io.records import read_docs, read_pairs
 from llmie.scale import extract_job, project_job, run_local, run_ray
 

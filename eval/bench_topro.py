@@ -21,7 +21,7 @@ import logging
 import time
 from pathlib import Path
 
-from llmie.config import data_dir
+from llmie.settings import data_dir
 from llmie.topro.train import ToproTrainConfig, default_file, evaluate, read_tagged, scores, train
 
 

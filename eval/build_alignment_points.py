@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from llmie.config import data_dir
+from llmie.settings import data_dir
 from llmie.io import read_alignment, write_exp
 from llmie.projection.synth import phrases_from_alignment
 

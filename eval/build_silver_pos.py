@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmie.config import data_dir
+from llmie.settings import data_dir
 from llmie.mt import get_translator
 from llmie.projection.project import get_aligner
 from llmie.projection.words import Word, segment

@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pvp-ablation")
     args = ap.parse_args()
     from llmie.bench.exp import run_exp
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
     from llmie.projection.project import project
     from llmie.projection.train_pvp import load_recipe, train_projector
 

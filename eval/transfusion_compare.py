@@ -34,7 +34,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from llmie.backends import get_backend
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
     from llmie.transfusion.bench import run_tf_bench
 
     if a.mt_data and not a.mt_data.exists():  # build it: UNER English test -> MT -> projected (silver) labels

@@ -126,6 +126,12 @@ def _opt(argv: list[str], *names: str) -> str | None:
     return val
 
 
+def llmie_env() -> dict[str, str]:
+    from llmie.settings import llmie_env as env
+
+    return env()
+
+
 def _template_info(argv: list[str], command: str | None) -> dict[str, Any] | None:
     prompt, template = _opt(argv, "--prompt"), _opt(argv, "--template")
     task = _opt(argv, "--task") or "ner"
@@ -197,8 +203,8 @@ def build_manifest(argv: list[str], command: str | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "libraries": library_versions(),
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "LLMIE_DATA_DIR", "LLMIE_CACHE", "CUDA_VISIBLE_DEVICES")
-                if k in os.environ},
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES") if k in os.environ}
+        | llmie_env(),
         "start": _now(),
         "end": None,
         "status": "running",

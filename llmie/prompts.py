@@ -12,7 +12,6 @@ there at build time by setup.py). A plain file path is used as it is.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -22,9 +21,11 @@ SUFFIXES = (".yaml", ".yml", ".jinja", ".j2")
 def roots() -> list[Path]:
     """Prompt folders in search order (only those that exist)."""
     out = []
-    env = os.environ.get("LLMIE_PROMPTS")
+    from llmie.settings import prompts_override
+
+    env = prompts_override()
     if env:
-        out.append(Path(env).expanduser())
+        out.append(env)
     checkout = _PKG.parent / "prompts"
     if (_PKG.parent / "pyproject.toml").is_file() and checkout.is_dir():
         out.append(checkout)

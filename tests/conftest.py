@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    from llmie.config import data_dir as _data_dir
+    from llmie.settings import data_dir as _data_dir
 
     d = _data_dir()
     if not d.is_dir():

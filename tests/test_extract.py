@@ -84,3 +84,26 @@ def test_extract_cli_writes_grounded_jsonl_and_resumes(tmp_path, vllm_backend):
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["id"] for x in recs] == ["d0", "d1"] and recs[0]["meta"] == {"from": "earlier run"}
     assert "alignment_status" in recs[1]["meta"]
+
+
+def test_extract_cli_bad_lines_get_failed_records_and_the_run_goes_on(tmp_path):
+    """Measured before: one duplicate id aborted the whole `llmie extract` run; now, as in `llmie project`,
+    a duplicate id or an unreadable line gets a failed record in its place and the other documents run."""
+    import subprocess
+    import sys
+
+    inp = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": "d0", "text": TEXTS[0]}), "{not json", json.dumps({"id": "d0", "text": "again"}),
+             json.dumps({"id": "d1", "text": TEXTS[1]})]
+    inp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    r = subprocess.run([sys.executable, "-m", "llmie.cli", "extract", "--task", "ner", "--labels", "PER,ORG,LOC",
+                        "--in", str(inp), "--out", str(out), "--backend", "hf"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    recs = {x["id"]: x for x in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert list(recs) == ["d0", "line-2", "line-3", "d1"]
+    assert "invalid JSON" in recs["line-2"]["meta"]["reason"] and recs["line-2"]["meta"]["status"] == "failed"
+    assert "duplicate id 'd0'" in recs["line-3"]["meta"]["reason"]
+    assert "alignment_status" in recs["d0"]["meta"] and "alignment_status" in recs["d1"]["meta"]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["n"] == 4 and summary["bad_input"] == 2

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmie.backends.base import Backend, GenRequest, GenResult, get_backend, model_identity, parse_openai_spec
+from llmie.backends.base import Backend, GenRequest, GenResult, model_identity, parse_openai_spec
+from llmie.backends.factory import BACKENDS, get_backend
 
 if TYPE_CHECKING:
     from llmie.backends.cache import CachedBackend
@@ -35,7 +36,7 @@ _LAZY = {
     "serve_forever": "llmie.backends.serve",
 }
 
-__all__ = ["Backend", "CachedBackend", "GenRequest", "GenResult", "HFBackend", "OpenAIBackend", "ServerHandle",
+__all__ = ["BACKENDS", "Backend", "CachedBackend", "GenRequest", "GenResult", "HFBackend", "OpenAIBackend", "ServerHandle",
            "VLLMBackend", "get_backend", "model_identity", "parse_openai_spec", "serve_forever", "start_server"]
 
 

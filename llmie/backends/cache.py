@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -38,12 +37,9 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS responses (
 
 
 def default_cache_path() -> Path:
-    env = os.environ.get("LLMIE_RESPONSE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from llmie.models import cache_dir
+    from llmie.settings import response_cache
 
-    return cache_dir() / "responses.sqlite"
+    return response_cache()
 
 
 def request_key(backend_name: str, model_id: str, request: GenRequest) -> tuple[str, str]:

@@ -35,12 +35,16 @@ def load_schema(name: str) -> Schema:
 
 def bench_files(bench: str, data: Path, langs: list[str] | None, split: str) -> list[tuple[str, Path]]:
     if bench == "masakhaner":
-        root = data / "ner/masakhaner2"
+        from llmie.corpora import masakhaner_dir
+
+        root = masakhaner_dir(data)
         if not root.is_dir() and langs and (data / langs[0] / f"{split}.txt").exists():
             root = data  # --data names a MasakhaNER-format folder itself (<lang>/<split>.txt)
         return [(lang, root / lang / f"{split}.txt") for lang in (langs or MASAKHANER)]
     if bench == "uner":
-        return [("eng", data / "ner/uner_en_ewt" / f"en_ewt-ud-{split}.iob2")]
+        from llmie.corpora import uner_en
+
+        return [("eng", uner_en(split, data))]
     raise ValueError(f"unknown bench {bench!r}")
 
 

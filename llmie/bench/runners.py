@@ -14,9 +14,11 @@ from llmie.registry import Registry
 
 
 def _data(cfg: EvalConfig, sub: str = "") -> Path:
-    from llmie.config import data_dir
+    """--data, else the bench's folder under $LLMIE_DATA_DIR (llmie.corpora)."""
+    from llmie import corpora
+    from llmie.settings import data_dir
 
-    root = cfg.data or (data_dir() / sub if sub else data_dir())
+    root = cfg.data or {"exp": corpora.exp_dir, "word_alignment": corpora.word_alignment_dir}.get(sub, data_dir)()
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such folder (pass --data or set LLMIE_DATA_DIR)")
     return root

@@ -150,18 +150,20 @@ def synth_cmd(out: Path = typer.Option(..., "--out", help="Folder for train/dev/
     """PVP synthetic data: translate English spans, propose (Alg. 1), verify (Alg. 2), write points.
 
     Resumable: rerun the same command and finished seeds (local) or shards (ray) are skipped."""
-    from llmie.config import data_dir
+    from llmie.corpora import check_trainable, uner_en
     from llmie.io import read_documents, write_json_atomic
     from llmie.projection.synth import synthesize
 
     set_threads(threads)
     if engine not in ("local", "ray"):
         fail(f"unknown --engine {engine!r}; choose local or ray")
-    path = src or data_dir() / "ner/uner_en_ewt/en_ewt-ud-dev.iob2"
+    path = src or uner_en("dev")
     if not path.exists():
         fail(f"{path}: no such file")
-    if "exp" in str(path) and "test" in path.name:
-        fail("refusing to build training data from EXP test pairs")
+    try:
+        check_trainable(path, "synthetic training data")
+    except ValueError as e:
+        fail(str(e))
     docs = list(read_documents(path, lang="en"))
     try:
         res = synthesize(docs, langs.split(","), out, translator=translator, proposer=proposer, n_train=n_train,

@@ -60,7 +60,7 @@ def train_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
     if t.verbalizer is not None and t.verbalizer.substitutions:
         summary["verbalizer_substitutions"] = t.verbalizer.substitutions
     if eval_limit:
-        from llmie.config import data_dir
+        from llmie.settings import data_dir
 
         res = evaluate(t, {"en": default_file(task, "test", data_dir())}, limit=eval_limit, out=out / "eval")
         summary["eval"] = res["langs"]["en"]
@@ -90,7 +90,7 @@ def eval_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
     """Score TOPRO per language: seqeval F1 (NER), token weighted F1, and cost (prompts, passes, seconds)."""
     import torch
 
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
     from llmie.topro.bench import run_topro, test_files
     from llmie.topro.train import markdown
     from llmie.topro.verbalizer import VerbalizerError

@@ -9,7 +9,8 @@ from llmie.io.bio import bio_to_spans, doc_tags, repair_iob2, spans_to_bio
 from llmie.io.conll import read_conll, read_conllu, read_iob2
 from llmie.io.exp import pair_target_document, read_exp, write_exp
 from llmie.io.hf import from_hf, to_hf_dataset
-from llmie.io.jsonl import iter_json_lines, read_jsonl, write_json_atomic, write_jsonl
+from llmie.io.atomic import write_json_atomic
+from llmie.io.jsonl import iter_json_lines, read_jsonl, write_jsonl
 from llmie.schema import Document
 
 __all__ = ["AlignedSentence", "bio_to_spans", "doc_tags", "from_hf", "is_exp_file", "iter_json_lines",

@@ -53,7 +53,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> None:
+    """Write JSON through a temp file and rename, so readers never see half a results file."""
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+write_json_atomic = atomic_write_json  # the name llmie.io exports
 
 
 def write_jsonl_atomic(records: Iterable[Document | dict[str, Any]], path: str | Path) -> int:

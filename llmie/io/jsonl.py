@@ -115,10 +115,3 @@ def write_jsonl(records: Iterable[Document | dict[str, Any]], path: str | Path, 
             raise OSError(e.errno, e.strerror, str(p)) from e
         raise
     return n
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> None:
-    """Write JSON through a temp file and rename, so readers never see half a results file."""
-    from llmie.io.atomic import atomic_write_json
-
-    atomic_write_json(obj, path)

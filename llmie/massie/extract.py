@@ -6,7 +6,7 @@ Long texts are cut into windows of at most `window_chars` characters (at whitesp
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,3 +142,19 @@ def extract(inputs: Iterable[str | Document], schema: Schema | str | list[str], 
         parsed = parse_answer(r.text if r.finish_reason != "error" else None, schema.task, m.labels)
         per_doc[m.doc].append((m.win, parsed, r))
     return [to_document(d, schema.task, per_doc[i], tpl.name) for i, d in enumerate(docs)]
+
+
+# ---- corpus runs (llmie.scale): load once, then records -> Documents; RUNNERS["extract"] in llmie/scale/jobs.py
+
+def job_runner(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], Callable[[], None]]:
+    from llmie.backends import get_backend
+    from llmie.schema import Schema
+
+    schema = Schema.model_validate(job["schema"])
+    kw = {"api_base": job["api_base"]} if job.get("api_base") else {}
+    try:
+        be = get_backend(job["backend"], job["model"], cache=job.get("cache", True), **kw)
+    except (FileNotFoundError, ValueError, RuntimeError, OSError, ImportError) as e:
+        raise RuntimeError(f"cannot start the {job['backend']} backend for {job['model']!r}: {e}") from e
+    return (lambda docs: extract(docs, schema, backend=be, template=job["template"],
+                                 constrained=job["constrained"])), be.close

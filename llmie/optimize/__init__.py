@@ -4,6 +4,7 @@ import os
 # litellm (under DSPy) fetches a model price list from GitHub at import, with retries: no network at run time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from llmie.optimize.run import OptimizeConfig, estimate_calls, run_optimize  # noqa: E402
+from llmie.optimize.lm import estimate_calls  # noqa: E402
+from llmie.optimize.run import OptimizeConfig, run_optimize  # noqa: E402
 
 __all__ = ["OptimizeConfig", "estimate_calls", "run_optimize"]

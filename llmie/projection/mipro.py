@@ -143,13 +143,10 @@ class ExactMatchMetric:
 # --------------------------------------------------------------------------------------------- data
 
 def _refuse_test(path: Path) -> None:
-    from llmie.config import data_dir
+    """The split rule (llmie.corpora): the projector trains on PVP synthetic data, never on a test file."""
+    from llmie.corpora import check_trainable
 
-    exp = (data_dir() / "exp").resolve()
-    rp = path.resolve()
-    if rp == exp or exp in rp.parents:
-        raise ValueError(f"{path}: an EXP benchmark file; the MIPROv2 projector trains on PVP synthetic data "
-                         "(llmie synth output), never on EXP test data")
+    check_trainable(path, "training the MIPROv2 projector: it trains on PVP synthetic data (llmie synth), never on EXP test data")
 
 
 def read_points(paths: list[str]) -> list[tuple[ProjectionPair, int]]:
@@ -224,7 +221,7 @@ def evaluate(program: Any, examples: list, num_threads: int) -> dict[str, Any]:
 def run_projection(cfg: Any, dry_run: bool = False, echo: Any = print) -> dict[str, Any]:
     """MIPROv2 over `ProjectionProgram` with the settings of an `OptimizeConfig` (presets included)."""
     from llmie.optimize.program import CallStats
-    from llmie.optimize.run import _lm, estimate_calls
+    from llmie.optimize.lm import estimate_calls, make_lm
 
     cfg.apply_preset()
     train_files = [x for x in (cfg.train or "").split(",") if x] or list(DEFAULT_TRAIN)
@@ -257,8 +254,8 @@ def run_projection(cfg: Any, dry_run: bool = False, echo: Any = print) -> dict[s
         server_secs = time.perf_counter() - t0
         stats = CallStats()
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
-        task_lm = _lm(cfg.task_model or name, api_base, name, temperature=0.0, max_tokens=cfg.max_tokens)
-        prompt_lm = _lm(cfg.prompt_model or name, api_base, name, temperature=cfg.init_temperature, max_tokens=512)
+        task_lm = make_lm(cfg.task_model or name, api_base, name, temperature=0.0, max_tokens=cfg.max_tokens)
+        prompt_lm = make_lm(cfg.prompt_model or name, api_base, name, temperature=cfg.init_temperature, max_tokens=512)
         dspy.configure(lm=task_lm, adapter=ProjectionAdapter(stats))
         metric = ExactMatchMetric()
         default = ProjectionProgram()

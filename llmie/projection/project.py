@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from functools import lru_cache
 
 from llmie.projection.algorithms import Projection, algorithm1
@@ -159,3 +160,18 @@ def _word_alignment_projection(aligner, todo: list[Prepared], bridge: bool) -> l
             continue
         out.append(algorithm1(a, p.src_span_words, p.tgt_words, p.edges, bridge=bridge))
     return out
+
+
+# ---- corpus runs (llmie.scale): load once, then records -> Documents; RUNNERS["project"] in llmie/scale/jobs.py
+
+def job_runner(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], Callable[[], None]]:
+    import torch
+
+
+    torch.set_num_threads(max(1, int(job.get("threads", 1))))
+    try:
+        fn = load_projector(job["method"], job["model"], batch_size=job["batch_size"], best_run=job["best_run"],
+                            elision=job["elision"], adapter=job.get("adapter"), backend=job.get("backend", "hf"))
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+        raise RuntimeError(f"cannot load the {job['method']} projector ({job['model']}): {e}") from e
+    return fn, lambda: None

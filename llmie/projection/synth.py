@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +250,20 @@ def _join(tokens: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
         offs.append((pos, pos + len(t)))
         pos += len(t) + len(sep)
     return sep.join(tokens), offs
+
+
+# ---- corpus runs (llmie.scale): load once, then records -> Documents; RUNNERS["synth"] in llmie/scale/jobs.py
+
+def job_runner(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], Callable[[], None]]:
+    import torch
+
+    from llmie.mt import get_translator
+    from llmie.projection.project import get_aligner
+
+    torch.set_num_threads(max(1, int(job.get("threads", 1))))
+    cache = job.get("mt_cache")
+    off = isinstance(cache, str) and cache.lower() == "none"
+    tr = get_translator(job["translator"], cache=not off, cache_path=None if off else cache)
+    aligner = get_aligner(job["proposer"], "embedded")
+    return (lambda seeds: synth_batch(seeds, tr, aligner, verify=job["verify"], dataset=job["dataset"])), \
+        getattr(tr, "close", lambda: None)

@@ -82,7 +82,7 @@ class Example:
 
 def split_sentences(cfg: dict) -> tuple[list[AlignedSentence], list[AlignedSentence]]:
     """(train, dev) sentences: first `train_frac` of each file, minus its last `eval_sents` (dev)."""
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
 
     root = Path(cfg["data"]) if cfg["data"] else data_dir() / "word_alignment"
     train, dev = [], []

@@ -8,7 +8,7 @@ calls the very same function on its shards, so both engines run one code path an
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from llmie.io.records import BadRecord, Record, bad_document
@@ -56,54 +56,11 @@ def synth_job(translator: str = "auto", proposer: str = "binary", *, verify: boo
             "mt_cache": mt_cache, "threads": threads}
 
 
-def _project(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], Callable[[], None]]:
-    import torch
-
-    from llmie.projection.project import load_projector
-
-    torch.set_num_threads(max(1, int(job.get("threads", 1))))
-    try:
-        fn = load_projector(job["method"], job["model"], batch_size=job["batch_size"], best_run=job["best_run"],
-                            elision=job["elision"], adapter=job.get("adapter"), backend=job.get("backend", "hf"))
-    except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
-        raise RuntimeError(f"cannot load the {job['method']} projector ({job['model']}): {e}") from e
-    return fn, lambda: None
-
-
-def _extract(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], Callable[[], None]]:
-    from llmie.backends import get_backend
-    from llmie.massie import extract
-    from llmie.schema import Schema
-
-    schema = Schema.model_validate(job["schema"])
-    kw = {"api_base": job["api_base"]} if job.get("api_base") else {}
-    try:
-        be = get_backend(job["backend"], job["model"], cache=job.get("cache", True), **kw)
-    except (FileNotFoundError, ValueError, RuntimeError, OSError, ImportError) as e:
-        raise RuntimeError(f"cannot start the {job['backend']} backend for {job['model']!r}: {e}") from e
-    return (lambda docs: extract(docs, schema, backend=be, template=job["template"],
-                                 constrained=job["constrained"])), be.close
-
-
-def _synth(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], Callable[[], None]]:
-    import torch
-
-    from llmie.mt import get_translator
-    from llmie.projection.project import get_aligner
-    from llmie.projection.synth import synth_batch
-
-    torch.set_num_threads(max(1, int(job.get("threads", 1))))
-    cache = job.get("mt_cache")
-    off = isinstance(cache, str) and cache.lower() == "none"
-    tr = get_translator(job["translator"], cache=not off, cache_path=None if off else cache)
-    aligner = get_aligner(job["proposer"], "embedded")
-    return (lambda seeds: synth_batch(seeds, tr, aligner, verify=job["verify"], dataset=job["dataset"])), \
-        getattr(tr, "close", lambda: None)
-
-
 # job kind -> loader(job) -> (records -> Documents, close); a new corpus command adds a job maker and a line here
-RUNNERS = Registry("job kind", {"project": "llmie.scale.jobs:_project", "extract": "llmie.scale.jobs:_extract",
-                                "synth": "llmie.scale.jobs:_synth"})
+# (the loaders live with their methods, so the engine imports no method package)
+RUNNERS = Registry("job kind", {"project": "llmie.projection.project:job_runner",
+                                "extract": "llmie.massie.extract:job_runner",
+                                "synth": "llmie.projection.synth:job_runner"})
 
 
 class Runner:

@@ -10,18 +10,14 @@ def test_files(task: str, data: Path, langs: list[str] | None, split: str = "tes
                extra: list[str] | None = None) -> dict[str, Path]:
     """{lang: file}: ner en -> UNER English-EWT, other codes -> MasakhaNER; pos en -> UD-EWT plus any
     other `pos/ud_<lang>_*/*-ud-<split>.conllu` under the data folder; ``extra`` adds `lang=PATH` items."""
-    from llmie.topro.train import default_file
+    from llmie.corpora import masakhaner, ud_files, uner_en
 
     files: dict[str, Path] = {}
     if task == "ner":
         for lang in langs or ["en"]:
-            files[lang] = (default_file("ner", split, data) if lang in ("en", "eng")
-                           else data / "ner/masakhaner2" / lang / f"{split}.txt")
+            files[lang] = uner_en(split, data) if lang in ("en", "eng") else masakhaner(lang, split, data)
     else:
-        found = {"en": default_file("pos", split, data)}
-        for f in sorted(data.glob(f"pos/ud_*/*-ud-{split}.conllu")):
-            lang = f.parent.name.split("_")[1]
-            found.setdefault(lang, f)
+        found = ud_files(split, data)
         for lang in langs or list(found):
             if lang not in found:
                 raise FileNotFoundError(f"no UD {split} file for language {lang!r} under {data / 'pos'}")

@@ -74,11 +74,13 @@ class Trained:
 
 
 def default_file(task: str, split: str, data: Path) -> Path:
+    """English file of ``task`` (llmie.corpora): UD-EWT for pos, UNER English-EWT for ner (train = its dev)."""
+    from llmie.corpora import uner_en, ud_en
+
     if task == "pos":
-        name = "train.reconstructed" if split == "train" else split
-        return data / "pos/ud_en_ewt" / f"en_ewt-ud-{name}.conllu"
-    if task == "ner":  # UNER English-EWT ships dev/test only here: train on dev, test on test
-        return data / "ner/uner_en_ewt" / f"en_ewt-ud-{'dev' if split == 'train' else split}.iob2"
+        return ud_en(split, data)
+    if task == "ner":
+        return uner_en(split, data)
     raise ValueError(f"unknown task {task!r}; expected ner or pos")
 
 
@@ -138,7 +140,7 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
     import torch
     from transformers import AutoTokenizer
 
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
     from llmie.models.embedded import resolve_encoder
     from llmie.topro.encoder import (ToproMLM, encode_prompts, encode_words, load_vanilla)
     from llmie.topro.verbalizer import resolve_verbalizer

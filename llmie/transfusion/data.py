@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def data_path(path: str | Path) -> Path:
     """A path as given if it exists, else relative to `$LLMIE_DATA_DIR` (recipes name benchmark files that way)."""
-    from llmie.config import data_dir
+    from llmie.settings import data_dir
 
     p = Path(path).expanduser()
     if p.exists() or p.is_absolute():
