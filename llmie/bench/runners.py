@@ -14,8 +14,8 @@ from llmie.registry import Registry
 
 
 def _data(cfg: EvalConfig, sub: str = "") -> Path:
-    """--data, else the bench's folder under $LLMIE_DATA_DIR (llmie.corpora)."""
-    from llmie import corpora
+    """--data, else the bench's folder under $LLMIE_DATA_DIR (llmie.datasets)."""
+    from llmie import datasets as corpora
     from llmie.settings import data_dir
 
     root = cfg.data or {"exp": corpora.exp_dir, "word_alignment": corpora.word_alignment_dir}.get(sub, data_dir)()

@@ -150,7 +150,7 @@ def synth_cmd(out: Path = typer.Option(..., "--out", help="Folder for train/dev/
     """PVP synthetic data: translate English spans, propose (Alg. 1), verify (Alg. 2), write points.
 
     Resumable: rerun the same command and finished seeds (local) or shards (ray) are skipped."""
-    from llmie.corpora import check_trainable, uner_en
+    from llmie.datasets import check_trainable, uner_en
     from llmie.io import read_documents, write_json_atomic
     from llmie.projection.synth import synthesize
 

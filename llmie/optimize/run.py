@@ -120,7 +120,7 @@ def default_pool(task: str, langs: list[str]) -> list[Document]:
     """Default tuning data: UNER English-EWT dev (NER; MasakhaNER 2.0 dev for other languages), RELX English (RE)."""
     from llmie.io import read_conll, read_iob2
 
-    from llmie.corpora import masakhaner, relx_english, uner_en
+    from llmie.datasets import masakhaner, relx_english, uner_en
 
     root = _data_root()
     if task == "re":

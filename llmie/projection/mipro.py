@@ -143,8 +143,8 @@ class ExactMatchMetric:
 # --------------------------------------------------------------------------------------------- data
 
 def _refuse_test(path: Path) -> None:
-    """The split rule (llmie.corpora): the projector trains on PVP synthetic data, never on a test file."""
-    from llmie.corpora import check_trainable
+    """The split rule (llmie.datasets): the projector trains on PVP synthetic data, never on a test file."""
+    from llmie.datasets import check_trainable
 
     check_trainable(path, "training the MIPROv2 projector: it trains on PVP synthetic data (llmie synth), never on EXP test data")
 

@@ -10,7 +10,7 @@ def test_files(task: str, data: Path, langs: list[str] | None, split: str = "tes
                extra: list[str] | None = None) -> dict[str, Path]:
     """{lang: file}: ner en -> UNER English-EWT, other codes -> MasakhaNER; pos en -> UD-EWT plus any
     other `pos/ud_<lang>_*/*-ud-<split>.conllu` under the data folder; ``extra`` adds `lang=PATH` items."""
-    from llmie.corpora import masakhaner, ud_files, uner_en
+    from llmie.datasets import masakhaner, ud_files, uner_en
 
     files: dict[str, Path] = {}
     if task == "ner":

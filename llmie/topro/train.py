@@ -74,8 +74,8 @@ class Trained:
 
 
 def default_file(task: str, split: str, data: Path) -> Path:
-    """English file of ``task`` (llmie.corpora): UD-EWT for pos, UNER English-EWT for ner (train = its dev)."""
-    from llmie.corpora import uner_en, ud_en
+    """English file of ``task`` (llmie.datasets): UD-EWT for pos, UNER English-EWT for ner (train = its dev)."""
+    from llmie.datasets import uner_en, ud_en
 
     if task == "pos":
         return ud_en(split, data)
