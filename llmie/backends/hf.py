@@ -119,12 +119,7 @@ class HFBackend:
         max_new = max(r.max_tokens for r in reqs)
         gen_kw: dict[str, Any] = dict(max_new_tokens=max_new, pad_token_id=self.tokenizer.pad_token_id,
                                       return_dict_in_generate=True, output_logits=bool(r0.logprobs))
-        if r0.temperature > 0:
-            gen_kw.update(do_sample=True, temperature=r0.temperature, top_p=1.0, top_k=0)
-            if r0.seed is not None:
-                torch.manual_seed(r0.seed)
-        else:
-            gen_kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        gen_kw.update(_sampling(r0))
         if r0.stop:
             gen_kw.update(stop_strings=list(r0.stop), tokenizer=self.tokenizer)
         ctx = self._peft.disable_adapter() if (lora is None and self._peft is not None) else contextlib.nullcontext()
@@ -183,12 +178,7 @@ class HFBackend:
 
         gen_kw: dict[str, Any] = dict(max_new_tokens=max(c.trie.depth for c in cons), pad_token_id=pad,
                                       eos_token_id=self._end_id, prefix_allowed_tokens_fn=allowed)
-        if r0.temperature > 0:
-            gen_kw.update(do_sample=True, temperature=r0.temperature, top_p=1.0, top_k=0)
-            if r0.seed is not None:
-                torch.manual_seed(r0.seed)
-        else:
-            gen_kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        gen_kw.update(_sampling(r0))
         model = self._model_for(lora)
         ctx = self._peft.disable_adapter() if (lora is None and self._peft is not None) else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
@@ -424,3 +414,14 @@ class HFBackend:
         self._adapters.clear()
         self.model = None
         gc.collect()
+
+
+def _sampling(r: GenRequest) -> dict[str, Any]:
+    """generate() kwargs of a request's sampling settings (greedy at temperature 0; a seed fixes a sample)."""
+    import torch
+
+    if r.temperature > 0:
+        if r.seed is not None:
+            torch.manual_seed(r.seed)
+        return dict(do_sample=True, temperature=r.temperature, top_p=1.0, top_k=0)
+    return dict(do_sample=False, temperature=None, top_p=None, top_k=None)

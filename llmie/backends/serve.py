@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from llmie.io.outdir import pid_alive
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -55,20 +56,6 @@ def _descendants(pid: int) -> list[int]:
             out.append(c)
             stack.append(c)
     return out
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _tail(path: Path, n: int = 40) -> str:

@@ -86,7 +86,8 @@ def lock_path(out: str | Path) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this PID exists on this host (another user's counts as alive)."""
+    """Whether a process with this PID exists on this host and is not a zombie (another user's counts as
+    alive). Used by the out-dir lock and by llmie serve's stop."""
     if pid <= 0:
         return False
     try:
@@ -95,7 +96,10 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _read_holder(lock: Path) -> dict[str, Any] | None:

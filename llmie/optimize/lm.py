@@ -60,3 +60,14 @@ def make_lm(spec: str, api_base: str, default_name: str, **kw: Any):
         url, _, name = spec[len("openai:"):].partition("#")
         api_base, spec = url, name or default_name
     return dspy.LM(f"openai/{spec}", api_base=api_base, api_key="none", engine="litellm", num_retries=2, **kw)
+
+
+def task_and_prompt_lms(cfg: OptimizeConfig, api_base: str, name: str) -> tuple[Any, Any]:
+    """(task LM at temperature 0, prompt-proposal LM at cfg.init_temperature), with DSPy's cache fresh for this
+    run (memory only: call counts stay honest)."""
+    import dspy
+
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    task_lm = make_lm(cfg.task_model or name, api_base, name, temperature=0.0, max_tokens=cfg.max_tokens)
+    prompt_lm = make_lm(cfg.prompt_model or name, api_base, name, temperature=cfg.init_temperature, max_tokens=512)
+    return task_lm, prompt_lm

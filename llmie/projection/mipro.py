@@ -221,7 +221,7 @@ def evaluate(program: Any, examples: list, num_threads: int) -> dict[str, Any]:
 def run_projection(cfg: Any, dry_run: bool = False, echo: Any = print) -> dict[str, Any]:
     """MIPROv2 over `ProjectionProgram` with the settings of an `OptimizeConfig` (presets included)."""
     from llmie.optimize.program import CallStats
-    from llmie.optimize.lm import estimate_calls, make_lm
+    from llmie.optimize.lm import estimate_calls, task_and_prompt_lms
 
     cfg.apply_preset()
     train_files = [x for x in (cfg.train or "").split(",") if x] or list(DEFAULT_TRAIN)
@@ -253,9 +253,7 @@ def run_projection(cfg: Any, dry_run: bool = False, echo: Any = print) -> dict[s
                                         timeout=cfg.server_timeout, echo=echo)
         server_secs = time.perf_counter() - t0
         stats = CallStats()
-        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
-        task_lm = make_lm(cfg.task_model or name, api_base, name, temperature=0.0, max_tokens=cfg.max_tokens)
-        prompt_lm = make_lm(cfg.prompt_model or name, api_base, name, temperature=cfg.init_temperature, max_tokens=512)
+        task_lm, prompt_lm = task_and_prompt_lms(cfg, api_base, name)
         dspy.configure(lm=task_lm, adapter=ProjectionAdapter(stats))
         metric = ExactMatchMetric()
         default = ProjectionProgram()
