@@ -48,6 +48,7 @@ class ToproTrainConfig:
     out: str | None = None               # save the model here (None: keep in memory only)
     log_every: int = 10
     threads: int = 1
+    device: str = "auto"                 # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
 
     def template_name(self) -> str:
         return self.template or TASK_TEMPLATE[self.task]
@@ -139,6 +140,7 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
     from transformers import AutoTokenizer
 
     from llmie.config import data_dir
+    from llmie.device import resolve_device, to_device
     from llmie.models.embedded import resolve_encoder
     from llmie.topro.encoder import (ToproMLM, encode_prompts, encode_words, load_vanilla)
     from llmie.topro.verbalizer import resolve_verbalizer
@@ -147,6 +149,7 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
         raise ValueError(f"unknown task {cfg.task!r}; expected ner or pos")
     if cfg.method not in ("topro", "vanilla"):
         raise ValueError(f"unknown method {cfg.method!r}; expected topro or vanilla")
+    dev = resolve_device(cfg.device)
     torch.set_num_threads(max(1, cfg.threads))
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -177,6 +180,7 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
         if cfg.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
         examples = list(range(len(sents)))
+    model.to(dev)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps:
@@ -205,12 +209,13 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
             idx = examples[b:b + cfg.batch_size]
             if cfg.method == "topro":
                 enc = encode_prompts(tok, template, [prompts[i] for i in idx], cfg.max_length)
-                y = torch.tensor([y_all[i] for i in idx])
-                loss = torch.nn.functional.cross_entropy(model(**enc), y)  # CE over the label words only
+                y = torch.tensor([y_all[i] for i in idx], device=dev)
+                logits = model(**to_device(enc, dev))
+                loss = torch.nn.functional.cross_entropy(logits, y)  # CE over the label words only
             else:
                 enc, _ = encode_words(tok, [sents[i] for i in idx], [[lab2id[t] for t in tags[i]] for i in idx],
                                       cfg.max_length)
-                loss = model(**enc).loss
+                loss = model(**to_device(enc, dev)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -268,8 +273,8 @@ def save(t: Trained, out: Path) -> Path:
     return out
 
 
-def load(path: str | Path) -> Trained:
-    """A model folder written by ``save`` (``llmie topro train --out``)."""
+def load(path: str | Path, device: str | None = "auto") -> Trained:
+    """A model folder written by ``save`` (``llmie topro train --out``), on `device` (llmie.device)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -304,6 +309,9 @@ def load(path: str | Path) -> Trained:
     bad = [k for k in missing if own[k].data_ptr() != emb_ptr]
     if unexpected or bad:
         raise ValueError(f"{p / WEIGHTS} does not fit base {base}: missing {bad[:5]}, unexpected {unexpected[:5]}")
+    from llmie.device import resolve_device
+
+    model.to(resolve_device(device))
     return t
 
 
