@@ -46,7 +46,9 @@ class HFBackend:
 
         self.model_path = model
         self.model_id = model_identity(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from llmie.device import resolve_device
+
+        self.device = str(resolve_device(device))   # None/"auto": CUDA when present (the one rule, llmie.device)
         if dtype is None:
             dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
         elif isinstance(dtype, str):

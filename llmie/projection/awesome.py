@@ -21,15 +21,16 @@ class AwesomeAligner:
     name = "awesome"
 
     def __init__(self, model: str = "embedded", layer: int = 6, threshold: float = 0.3, batch_size: int = 32,
-                 max_length: int = 512, dtype: str = "auto"):
-        self.encoder = TokenEncoder(model, layer=layer, batch_size=batch_size, max_length=max_length, dtype=dtype)
+                 max_length: int = 512, dtype: str = "auto", device: str | None = "auto"):
+        self.encoder = TokenEncoder(model, layer=layer, batch_size=batch_size, max_length=max_length, dtype=dtype,
+                                    device=device)
         self.threshold = threshold
 
     def token_alignment(self, s: TokenStates, t: TokenStates) -> np.ndarray:
         sim = s.hidden @ t.hidden.T
         fwd = torch.softmax(sim, dim=-1)
         bwd = torch.softmax(sim, dim=-2)
-        return ((fwd > self.threshold) & (bwd > self.threshold)).numpy()
+        return ((fwd > self.threshold) & (bwd > self.threshold)).cpu().numpy()
 
     def word_alignments(self, pairs: list[tuple[str, str]], src_words: list[list[Word]],
                         tgt_words: list[list[Word]]) -> list[np.ndarray | Exception]:

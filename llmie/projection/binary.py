@@ -190,13 +190,17 @@ def resolve_adapter(adapter: str | Path | None, embedded: Path = EMBEDDED_ADAPTE
 
 def load_binary_model(model: str = "embedded", adapter: str | Path | None = "embedded",
                       marker_id: int | None = None, layers: int | None = None, *, fmt: str = FORMAT,
-                      embedded: Path = EMBEDDED_ADAPTER, factory=None, dtype: str = "auto"):
-    """(tokenizer, BinaryAlignModel in eval mode, marker id, aligner.json dict or {}).
+                      embedded: Path = EMBEDDED_ADAPTER, factory=None, dtype: str = "auto",
+                      device: str | None = "auto"):
+    """(tokenizer, BinaryAlignModel in eval mode on `device`, marker id, aligner.json dict or {}).
 
     `fmt`/`embedded` let other token-head models (the PVP projector) share this folder format.
     dtype "auto": the encoder runs in bfloat16 where the CPU/GPU computes it natively (see `fast_dtype`),
-    the head in float32.
+    the head in float32. device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N" (see `llmie.device`).
     """
+    from llmie.device import resolve_device
+
+    dev = resolve_device(device)
     folder = resolve_adapter(adapter, embedded)
     meta: dict = {}
     if folder is not None:
@@ -228,7 +232,8 @@ def load_binary_model(model: str = "embedded", adapter: str | Path | None = "emb
     if dtype != "float32":
         from llmie.projection.encoder import fast_dtype
 
-        net.encoder.to(fast_dtype() if dtype == "auto" else getattr(torch, dtype))
+        net.encoder.to(fast_dtype(dev) if dtype == "auto" else getattr(torch, dtype))
+    net.to(dev)
     net.eval()
     return tok, net, int(marker_id), meta
 
@@ -301,6 +306,9 @@ def marked_target_probs(model, tokenizer, encs: list[PairEncoding], jobs: list[t
     order = sorted(range(len(jobs)), key=lambda j: len(encs[jobs[j][0]].ids))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(jobs)
+    from llmie.device import model_device
+
+    dev = model_device(model)
     was_training = model.training
     model.eval()
     try:
@@ -311,7 +319,7 @@ def marked_target_probs(model, tokenizer, encs: list[PairEncoding], jobs: list[t
                 tgt = torch.zeros(ids.shape, dtype=torch.bool)
                 for r, j in enumerate(chunk):
                     tgt[r, torch.from_numpy(encs[jobs[j][0]].tgt_pos + 2)] = True
-                p = torch.sigmoid(model(ids, mask, tgt).float()).numpy()
+                p = torch.sigmoid(model(ids.to(dev), mask.to(dev), tgt.to(dev)).float()).cpu().numpy()
                 for r, j in enumerate(chunk):
                     out[j] = p[r, encs[jobs[j][0]].tgt_pos + 2]  # both markers sit before the target
     finally:
@@ -329,8 +337,9 @@ class BinaryAligner:
 
     def __init__(self, model: str = "embedded", adapter: str | Path | None = "embedded", threshold: float = 0.5,
                  batch_size: int = 32, max_length: int = 256, marker_id: int | None = None,
-                 symmetric: bool = False):
-        self.tokenizer, self.model, self.marker_id, self.meta = load_binary_model(model, adapter, marker_id)
+                 symmetric: bool = False, device: str | None = "auto"):
+        self.tokenizer, self.model, self.marker_id, self.meta = load_binary_model(model, adapter, marker_id,
+                                                                                  device=device)
         self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length
         self.symmetric = symmetric
         if symmetric:
@@ -453,9 +462,9 @@ def save_aligner(folder: str | Path, model: BinaryAlignModel, *, base_model: str
         base = enc.get_base_model()
     else:
         base = enc
-        trainable = {k: v.detach().contiguous() for k, v in base.named_parameters() if v.requires_grad}
+        trainable = {k: v.detach().cpu().contiguous() for k, v in base.named_parameters() if v.requires_grad}
         save_file(trainable, str(folder / ENCODER_FILE))
-    save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(folder / HEAD_FILE))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(folder / HEAD_FILE))
     meta = {"format": fmt, "version": 1, "base_model": base_model, "marker_id": int(marker_id),
             "head": getattr(model, "head_kind", "sim"),
             "layers": n_layers(base), "lora": bool(lora), "lora_config": lora_cfg, "threshold": threshold,

@@ -46,10 +46,11 @@ class PVPProjector:
     name = "pvp"
 
     def __init__(self, model: str = "embedded", adapter: str | Path | None = "embedded", threshold: float = 0.5,
-                 batch_size: int = 32, max_length: int = 256, net=None, tokenizer=None, marker_id: int | None = None):
-        if net is None:
+                 batch_size: int = 32, max_length: int = 256, net=None, tokenizer=None, marker_id: int | None = None,
+                 device: str | None = "auto"):
+        if net is None:   # device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N" (llmie.device)
             self.tokenizer, self.model, self.marker_id, self.meta = load_binary_model(
-                model, adapter, marker_id, fmt=FORMAT, embedded=EMBEDDED, factory=PVPModel)
+                model, adapter, marker_id, fmt=FORMAT, embedded=EMBEDDED, factory=PVPModel, device=device)
         else:  # an in-memory model (training's periodic evaluation)
             self.tokenizer, self.model, self.marker_id, self.meta = tokenizer, net, int(marker_id), {}
         self.threshold, self.batch_size, self.max_length = threshold, batch_size, max_length

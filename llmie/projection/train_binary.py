@@ -55,7 +55,7 @@ DEFAULTS: dict = {
     "lr": 5e-4, "head_lr": None, "weight_decay": 0.01, "warmup_ratio": 0.06, "batch_size": 16, "max_steps": 300,
     "max_length": 256, "eval_every": 100, "eval_sents": 6, "log_every": 20, "seed": 13,
     "pairs": list(PAIRS), "data": None, "train_frac": 0.8, "limit_sents": None, "swap_prob": 0.5, "by_sentence": True,
-    "threshold": 0.5, "head": "sim", "bf16": "auto", "out": "runs/binary-aligner",
+    "threshold": 0.5, "head": "sim", "bf16": "auto", "device": "auto", "out": "runs/binary-aligner",
 }
 
 
@@ -176,7 +176,11 @@ def collate(batch: list[Example], pad_id: int):
 
 
 def batch_loss(net: BinaryAlignModel, ids, mask, labels, scored) -> torch.Tensor:
-    """BCE per example averaged over its scored target tokens, then over the batch."""
+    """BCE per example averaged over its scored target tokens, then over the batch (on the model's device)."""
+    from llmie.device import model_device
+
+    dev = model_device(net)
+    ids, mask, labels, scored = ids.to(dev), mask.to(dev), labels.to(dev), scored.to(dev)
     logits = net(ids, mask, scored).float()
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
     bce = bce * scored
@@ -208,8 +212,11 @@ def _dev_loss(net, examples: list[Example], pad: int, batch_size: int = 32) -> f
 
 def train_binary_aligner(cfg: dict) -> Path:
     """Train per `cfg` (see DEFAULTS / load_recipe) and write the aligner folder `cfg['out']`; returns it."""
+    from llmie.device import autocast, fast_dtype, resolve_device
+
     cfg = {**DEFAULTS, **cfg}
     t_start = time.perf_counter()
+    dev = resolve_device(cfg["device"])   # one process (this trainer has no multi-process path)
     seed = int(cfg["seed"])
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -227,7 +234,7 @@ def train_binary_aligner(cfg: dict) -> Path:
         emb = enc.get_input_embeddings()
         if emb is not None and not cfg["train_embeddings"]:
             emb.weight.requires_grad_(False)
-    net = BinaryAlignModel(enc, marker_id, head=str(cfg["head"]))
+    net = BinaryAlignModel(enc, marker_id, head=str(cfg["head"])).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head_ids = {id(p) for p in net.head.parameters()}
     groups = [{"params": [p for p in params if id(p) not in head_ids]},
@@ -268,13 +275,11 @@ def train_binary_aligner(cfg: dict) -> Path:
     best: tuple[float, int, dict, float] | None = None
     every, log_every = int(cfg["eval_every"] or 0), int(cfg["log_every"] or 20)
     t_train, t_eval = time.perf_counter(), 0.0
-    from llmie.projection.encoder import fast_dtype
-
-    # bf16 autocast where the CPU computes it natively (as the PVP trainer); weights stay fp32
-    use_bf16 = fast_dtype() == torch.bfloat16 if cfg["bf16"] == "auto" else bool(cfg["bf16"])
+    # bf16 autocast where the device computes it natively (as the PVP trainer); weights stay fp32
+    use_bf16 = fast_dtype(dev) == torch.bfloat16 if cfg["bf16"] == "auto" else bool(cfg["bf16"])
     net.train()
     for step in range(1, steps + 1):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast(dev, torch.bfloat16, enabled=use_bf16):
             loss = batch_loss(net, *collate(next(stream), pad))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -315,7 +320,7 @@ def train_binary_aligner(cfg: dict) -> Path:
         "final_loss": round(float(np.mean(losses[-log_every:])), 5), "probe_loss_start": probe_start,
         "probe_loss_end": probe_end, "best_step": best[1] if best else steps,
         "best_dev_aer": best[0] if best else None, "evals": evals, "losses": losses,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "device": str(dev),
     }
     out = save_aligner(cfg["out"], net, base_model=cfg["model"], marker_id=marker_id, lora=bool(cfg["lora"]),
                        threshold=float(cfg["threshold"]), training=summary, max_length=int(cfg["max_length"]))

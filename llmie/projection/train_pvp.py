@@ -47,7 +47,7 @@ DEFAULTS: dict = {
     "lr": 5e-4, "weight_decay": 0.0, "batch_size": 16, "max_steps": 400, "max_length": 256,
     "wgl_k": 0.5, "p_swap": 0.5, "p_neg": 0.2, "eval_every": 100, "log_every": 20, "seed": 13,
     "train": [], "dev": [], "dev_limit": 200, "threshold": 0.5,
-    "bf16": "auto", "out": "runs/pvp-projector",
+    "bf16": "auto", "device": "auto", "out": "runs/pvp-projector",
 }
 
 
@@ -120,12 +120,16 @@ def make_examples(tok, points: list[Point], all_points: list[Point], marker_id: 
 
 
 def point_losses(net: torch.nn.Module, examples, pad_id: int) -> torch.Tensor:
+    from llmie.device import model_device
+
+    dev = model_device(net)
     ids, mask = pad_batch([e[0] for e in examples], pad_id)
     labels = torch.zeros(ids.shape)
     scored = torch.zeros(ids.shape, dtype=torch.bool)
     for r, (_, pos, lab) in enumerate(examples):
         labels[r, torch.from_numpy(pos)] = torch.from_numpy(lab)
         scored[r, torch.from_numpy(pos)] = True
+    ids, mask, labels, scored = ids.to(dev), mask.to(dev), labels.to(dev), scored.to(dev)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(net(ids, mask).float(), labels, reduction="none")
     return (bce * scored).sum(1) / scored.sum(1).clamp(min=1)
 
@@ -185,15 +189,16 @@ def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
 
 def train_projector(cfg: dict) -> Path:
     """Train and save a PVP projector folder; the same code runs alone or as one rank of `accelerate launch`."""
-    from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
+    from llmie.device import accelerator_for
     from llmie.train import write_rank_hash
 
     cfg = {**DEFAULTS, **cfg}
     t_start = time.perf_counter()
-    # split_batches: `batch_size` is the global batch, so the prepared scheduler steps once per optimizer step
-    acc = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(split_batches=True))
+    # split_batches: `batch_size` is the global batch, so the prepared scheduler steps once per optimizer step.
+    # device: the CPU as before, one GPU (the model is moved here), or accelerate's placement under `launch`
+    acc, dev = accelerator_for(cfg["device"], dataloader_config=DataLoaderConfiguration(split_batches=True))
     world, rank = acc.num_processes, acc.process_index
     if int(cfg["batch_size"]) < world:
         raise ValueError(f"batch_size {cfg['batch_size']} is the global batch: it must be >= the {world} processes")
@@ -212,7 +217,7 @@ def train_projector(cfg: dict) -> Path:
                                              target_modules=list(cfg["lora_targets"]), bias="none"))
     else:
         enc.get_input_embeddings().weight.requires_grad_(False)
-    net = PVPModel(enc, marker_id)
+    net = PVPModel(enc, marker_id).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head = list(net.head.parameters())
     body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("head.")]
@@ -235,11 +240,11 @@ def train_projector(cfg: dict) -> Path:
         log.info("pvp: %d points from %s, %d dev pairs, %d trainable params, %d process(es), global batch %d",
                  len(points), train_files, len(dev_pairs), sum(p.numel() for p in params), world,
                  int(cfg["batch_size"]))
-    from llmie.projection.encoder import fast_dtype
+    from llmie.device import autocast, fast_dtype
 
-    # bf16 autocast where the CPU computes it natively (1.9x faster forward here); weights and gradients (the
+    # bf16 autocast where the device computes it natively (1.9x faster forward here); weights and gradients (the
     # DDP all-reduce) stay fp32
-    use_bf16 = fast_dtype() == torch.bfloat16 if cfg["bf16"] == "auto" else bool(cfg["bf16"])
+    use_bf16 = fast_dtype(dev) == torch.bfloat16 if cfg["bf16"] == "auto" else bool(cfg["bf16"])
     probe = [e for e in make_examples(tok, points[: int(cfg["batch_size"])], points, marker_id,
                                       {**cfg, "p_swap": 0.0, "p_neg": 0.0}, random.Random(0)) if e]
 
@@ -262,7 +267,7 @@ def train_projector(cfg: dict) -> Path:
                 order = list(range(len(points)))
                 rng.shuffle(order)
             batch.extend(e for e in make_examples(tok, [points[order.pop()]], points, marker_id, cfg, rng) if e)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast(dev, torch.bfloat16, enabled=use_bf16):
             pl = point_losses(model, batch[rank::world], pad)
         loss, mean_loss = batch_loss(pl, float(cfg["wgl_k"]), len(batch), acc)
         opt.zero_grad(set_to_none=True)
@@ -281,7 +286,7 @@ def train_projector(cfg: dict) -> Path:
                                      max_length=int(cfg["max_length"]))
             hits = dev_hits(projector, dev_pairs[rank::world])   # each rank a slice, summed: one decision
             if world > 1:
-                hits = int(acc.reduce(torch.tensor([hits]), reduction="sum").item())
+                hits = int(acc.reduce(torch.tensor([hits], device=dev), reduction="sum").item())
             em = 100.0 * hits / max(1, len(dev_pairs))
             t_eval += time.perf_counter() - t0
             evals.append({"step": step, "dev_em": round(em, 2)})
@@ -304,7 +309,7 @@ def train_projector(cfg: dict) -> Path:
                "final_loss": round(float(np.mean(losses[-20:])), 5), "probe_loss_start": probe_start,
                "probe_loss_end": probe_end, "best_step": best[1] if best else steps,
                "best_dev_em": round(best[0], 2) if best else None, "evals": evals, "torch": torch.__version__,
-               "world_size": world, "global_batch_size": int(cfg["batch_size"])}
+               "world_size": world, "global_batch_size": int(cfg["batch_size"]), "device": str(dev)}
     out = Path(cfg["out"])
     write_rank_hash(acc, net, out)   # every rank, before rank 0's weights are trusted
     if acc.is_main_process:

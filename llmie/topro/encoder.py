@@ -66,7 +66,8 @@ class ToproMLM(nn.Module):
         from transformers import AutoModel, AutoModelForMaskedLM
 
         self.path = path
-        self.label_ids = torch.tensor(list(label_token_ids), dtype=torch.long)
+        # a buffer, so `.to(device)` moves it with the model (not saved: the verbalizer records the ids)
+        self.register_buffer("label_ids", torch.tensor(list(label_token_ids), dtype=torch.long), persistent=False)
         self.native = _is_mlm(path)
         if self.native:
             self.mlm = AutoModelForMaskedLM.from_pretrained(path)
@@ -85,9 +86,9 @@ class ToproMLM(nn.Module):
         kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         if self.native and self.head is None:  # unknown head layout: full forward (slower, still correct)
             logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask, **kw).logits
-            return logits[torch.arange(len(mask_pos)), mask_pos][:, self.label_ids]
+            return logits[torch.arange(len(mask_pos), device=logits.device), mask_pos][:, self.label_ids]
         hid = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-        h = hid[torch.arange(len(mask_pos)), mask_pos]
+        h = hid[torch.arange(len(mask_pos), device=hid.device), mask_pos]
         if self.native:
             return self.head(h)[:, self.label_ids]
         return self.head(h, self.label_ids)
@@ -129,14 +130,18 @@ def batches_by_length(n: int, lengths: Sequence[int], batch_size: int) -> list[l
 @torch.inference_mode()
 def predict_topro(model: ToproMLM, tokenizer, template: Template, prompts: Sequence[Prompt],
                   batch_size: int = 64, max_length: int = 128) -> tuple[list[int], int]:
-    """Label index per prompt (argmax over the verbalizer tokens) and the number of forward passes."""
+    """Label index per prompt (argmax over the verbalizer tokens) and the number of forward passes.
+    Batches go to the model's device."""
+    from llmie.device import model_device, to_device
+
+    dev = model_device(model)
     model.eval()
     lens = [len(p.sentence) + len(p.word) for p in prompts]
     preds = [0] * len(prompts)
     n_fw = 0
     for idx in batches_by_length(len(prompts), lens, batch_size):
         enc = encode_prompts(tokenizer, template, [prompts[i] for i in idx], max_length)
-        logits = model(**enc)
+        logits = model(**to_device(enc, dev))
         n_fw += 1
         for i, k in zip(idx, logits.argmax(-1).tolist()):
             preds[i] = k
@@ -180,13 +185,17 @@ def encode_words(tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[S
 @torch.inference_mode()
 def predict_vanilla(model, tokenizer, sentences: Sequence[Sequence[str]], batch_size: int = 32,
                     max_length: int = 128, default: int = 0) -> tuple[list[list[int]], int]:
-    """Label index per word (words cut by truncation get ``default``) and the number of forward passes."""
+    """Label index per word (words cut by truncation get ``default``) and the number of forward passes.
+    Batches go to the model's device."""
+    from llmie.device import model_device, to_device
+
+    dev = model_device(model)
     model.eval()
     out: list[list[int]] = [[] for _ in sentences]
     n_fw = 0
     for idx in batches_by_length(len(sentences), [len(" ".join(s)) for s in sentences], batch_size):
         enc, first = encode_words(tokenizer, [sentences[i] for i in idx], max_length=max_length)
-        arg = model(**enc).logits.argmax(-1)
+        arg = model(**to_device(enc, dev)).logits.argmax(-1).cpu()
         n_fw += 1
         for b, i in enumerate(idx):
             out[i] = [int(arg[b, j]) if j >= 0 else default for j in first[b]]

@@ -48,6 +48,7 @@ class ToproTrainConfig:
     out: str | None = None               # save the model here (None: keep in memory only)
     log_every: int = 10
     threads: int = 1
+    device: str = "auto"                 # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
 
     def template_name(self) -> str:
         return self.template or TASK_TEMPLATE[self.task]
@@ -140,6 +141,7 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
     import torch
     from transformers import AutoTokenizer
 
+    from llmie.device import resolve_device, to_device
     from llmie.settings import data_dir
     from llmie.models.embedded import resolve_encoder
     from llmie.topro.encoder import (ToproMLM, encode_prompts, encode_words, load_vanilla)
@@ -149,6 +151,7 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
         raise ValueError(f"unknown task {cfg.task!r}; expected ner or pos")
     if cfg.method not in ("topro", "vanilla"):
         raise ValueError(f"unknown method {cfg.method!r}; expected topro or vanilla")
+    dev = resolve_device(cfg.device)
     torch.set_num_threads(max(1, cfg.threads))
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -179,6 +182,7 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
         if cfg.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
         examples = list(range(len(sents)))
+    model.to(dev)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps:
@@ -207,12 +211,13 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
             idx = examples[b:b + cfg.batch_size]
             if cfg.method == "topro":
                 enc = encode_prompts(tok, template, [prompts[i] for i in idx], cfg.max_length)
-                y = torch.tensor([y_all[i] for i in idx])
-                loss = torch.nn.functional.cross_entropy(model(**enc), y)  # CE over the label words only
+                y = torch.tensor([y_all[i] for i in idx], device=dev)
+                logits = model(**to_device(enc, dev))
+                loss = torch.nn.functional.cross_entropy(logits, y)  # CE over the label words only
             else:
                 enc, _ = encode_words(tok, [sents[i] for i in idx], [[lab2id[t] for t in tags[i]] for i in idx],
                                       cfg.max_length)
-                loss = model(**enc).loss
+                loss = model(**to_device(enc, dev)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -270,8 +275,8 @@ def save(t: Trained, out: Path) -> Path:
     return out
 
 
-def load(path: str | Path) -> Trained:
-    """A model folder written by ``save`` (``llmie topro train --out``)."""
+def load(path: str | Path, device: str | None = "auto") -> Trained:
+    """A model folder written by ``save`` (``llmie topro train --out``), on `device` (llmie.device)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -306,6 +311,9 @@ def load(path: str | Path) -> Trained:
     bad = [k for k in missing if own[k].data_ptr() != emb_ptr]
     if unexpected or bad:
         raise ValueError(f"{p / WEIGHTS} does not fit base {base}: missing {bad[:5]}, unexpected {unexpected[:5]}")
+    from llmie.device import resolve_device
+
+    model.to(resolve_device(device))
     return t
 
 

@@ -1,0 +1,36 @@
+"""llmie.device: the one device rule (auto = CUDA when present), checked values, batches moved to the model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmie.device import autocast, model_device, resolve_device, to_device
+
+
+def test_auto_and_explicit_cpu():
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == want and resolve_device(None).type == want
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("bad", ["gpu", "tpu:0", "cuda:x", ""])
+def test_bad_value_is_a_clear_value_error(bad):
+    with pytest.raises(ValueError, match="device"):
+        resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_is_refused():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda:1")
+
+
+def test_tiny_model_and_batch_moved_with_the_helper():
+    dev = resolve_device("auto")
+    net = torch.nn.Linear(4, 2).to(dev)
+    batch = to_device({"x": torch.ones(3, 4), "meta": ["a"], "pair": (torch.zeros(1), 2)}, model_device(net))
+    assert batch["x"].device.type == dev.type and batch["pair"][0].device.type == dev.type
+    assert batch["meta"] == ["a"] and batch["pair"][1] == 2
+    with autocast(dev, torch.bfloat16, enabled=False):
+        assert net(batch["x"]).shape == (3, 2)
