@@ -34,3 +34,23 @@ def test_tiny_model_and_batch_moved_with_the_helper():
     assert batch["meta"] == ["a"] and batch["pair"][1] == 2
     with autocast(dev, torch.bfloat16, enabled=False):
         assert net(batch["x"]).shape == (3, 2)
+
+
+def test_device_check_script_runs_on_the_cpu(tmp_path):
+    """eval/device_check.py (the prepared GPU check) runs end to end here with DEVICE=cpu: tiny models, the
+    trainers and inference placed on the device, CPU agreement; its JSON lists no failed check."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "OMP_NUM_THREADS": "1", "OUT": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(root / "eval" / "device_check.py")], env=env, capture_output=True,
+                       text=True, timeout=300)
+    rep = json.loads((tmp_path / "device_check.json").read_text())
+    assert r.returncode == 0 and rep["failed"] == [], (rep, r.stderr[-2000:])
+    assert rep["device"] == "cpu" and set(rep["checks"]) == {"rule", "awesome", "binary", "pvp", "topro", "speed"}
+    assert rep["checks"]["awesome"]["same_as_cpu"] == "8/8"
+    assert rep["checks"]["pvp"]["train_device"] == "cpu" and rep["checks"]["topro"]["loaded_device"] == "cpu"

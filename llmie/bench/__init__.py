@@ -36,6 +36,7 @@ class EvalConfig:
     translator: str = "auto"          # transfusion
     translations: Path | None = None  # transfusion: pre-translated JSONL
     max_tokens: int = 256
+    device: str = "auto"              # encoders: auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
     best_run: bool = True
     elision: bool = False
     progress: Callable[[str, int], None] | None = None

@@ -37,7 +37,8 @@ def run_exp(cfg: EvalConfig) -> dict[str, Any]:
             raise ValueError(f"{cfg.out} holds results of method {prev.get('method')!r}; use another --out")
     try:
         fn = load_projector(method, cfg.model, batch_size=cfg.batch_size, best_run=cfg.best_run,
-                            elision=cfg.elision, adapter=cfg.adapter, backend=cfg.backend or "hf")
+                            elision=cfg.elision, adapter=cfg.adapter, backend=cfg.backend or "hf",
+                            device=cfg.device)
     except (FileNotFoundError, RuntimeError, OSError) as e:
         raise RuntimeError(f"cannot load the {method} projector ({cfg.model}): {e}") from e
     return run(fn, method, root, cfg.out, cfg.pairs, cfg.limit, cfg.adversarial, cfg.files, progress=cfg.progress)
@@ -50,7 +51,7 @@ def run_align(cfg: EvalConfig) -> dict[str, Any]:
 
     method = cfg.method or "awesome"
     root = _data(cfg, "word_alignment")
-    aligner = get_aligner(method, cfg.model, **METHODS.options(method, adapter=cfg.adapter))
+    aligner = get_aligner(method, cfg.model, **METHODS.options(method, adapter=cfg.adapter, device=cfg.device))
     res = run_align_bench(aligner, root, tuple(cfg.pairs) if cfg.pairs else PAIRS, cfg.limit, split="heldout")
     summary = {"bench": "align", "method": method, "split": "heldout (last 20% of each file)", "pairs": res}
     if cfg.out:

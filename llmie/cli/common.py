@@ -58,3 +58,5 @@ ADDRESS_OPT = typer.Option(None, "--address", help="ray: auto | ray://head:10001
                                                    "local cluster")
 WORKERS_OPT = typer.Option(2, "--workers", help="ray: actors (one model load each, 1 CPU each).")
 GPUS_OPT = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0.25: four share a GPU; 1 for vLLM).")
+DEVICE_OPT = typer.Option("auto", "--device", help="Encoders (awesome/binary/pvp): auto (CUDA when present) | "
+                                                        "cpu | cuda | cuda:N.")

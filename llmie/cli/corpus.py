@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from llmie.cli.common import (ADDRESS_OPT, BEST_RUN_HELP, ELISION_HELP, ENGINE_OPT, GPUS_OPT, WORKERS_OPT, app, fail,
-                              set_threads)
+from llmie.cli.common import (ADDRESS_OPT, BEST_RUN_HELP, DEVICE_OPT, ELISION_HELP, ENGINE_OPT, GPUS_OPT,
+                              WORKERS_OPT, app, fail, set_threads)
 
 
 def _run(job: dict, records: list, out: Path, what: str, **kw) -> dict:
@@ -61,7 +61,7 @@ def project_cmd(inp: Path = typer.Option(..., "--in", help="EXP-style pairs: JSO
             chunk: int = typer.Option(256, "--chunk", help="Pairs per step (each step is appended to --out); ray: "
                                                            "pairs per shard."),
             engine: str = ENGINE_OPT, address: Optional[str] = ADDRESS_OPT, workers: int = WORKERS_OPT,
-            gpus: float = GPUS_OPT,
+            gpus: float = GPUS_OPT, device: str = DEVICE_OPT,
             ) -> None:
     """Project source spans onto target texts; each output record has meta.status ok|failed (+ reason).
 
@@ -75,7 +75,7 @@ def project_cmd(inp: Path = typer.Option(..., "--in", help="EXP-style pairs: JSO
     records = _read(read_pairs, inp)
     set_threads(threads)
     job = project_job(method, model, batch_size, adapter, best_run, elision, threads if engine == "local" else 1,
-                      backend)
+                      backend, device)
     st = _run(job, records, out, f"projecting ({method})", engine=engine, chunk=max(1, chunk), workers=workers,
               address=address, num_gpus=gpus)
     typer.echo(json.dumps(st))

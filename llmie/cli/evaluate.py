@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from llmie.cli.common import BEST_RUN_HELP, ELISION_HELP, app, fail, set_threads, split_list
+from llmie.cli.common import BEST_RUN_HELP, DEVICE_OPT, ELISION_HELP, app, fail, set_threads, split_list
 
 
 @app.command("eval")
@@ -37,7 +37,8 @@ def eval_cmd(bench: str = typer.Option(..., "--bench", help="exp | align | masak
                                                       "JSONL ({source, translation} rows) instead of MT."),
           max_tokens: int = typer.Option(256, "--max-tokens", help="plain/transfusion: generation budget."),
           best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
-          elision: bool = typer.Option(False, "--elision", help=ELISION_HELP)) -> None:
+          elision: bool = typer.Option(False, "--elision", help=ELISION_HELP),
+          device: str = DEVICE_OPT) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from rich.progress import Progress
 
@@ -53,7 +54,8 @@ def eval_cmd(bench: str = typer.Option(..., "--bench", help="exp | align | masak
     cfg = EvalConfig(bench=bench, method=method, data=data, out=out, model=model, limit=limit, pairs=split_list(pairs),
                      files=files, adversarial=adversarial, batch_size=batch_size, langs=split_list(langs), split=split,
                      backend=backend, api_base=api_base, adapter=adapter, translator=translator,
-                     translations=translations, max_tokens=max_tokens, best_run=best_run, elision=elision)
+                     translations=translations, max_tokens=max_tokens, best_run=best_run, elision=elision,
+                     device=device)
     with Progress(transient=True) as prog:
         task = prog.add_task(f"{bench} ({method or b.default_method})", total=None)
         cfg.progress = lambda key, n: prog.update(task, advance=n, description=f"{bench} {key}")

@@ -18,12 +18,12 @@ from llmie.schema import Document, ProjectionPair, Span
 # One line per projection method (llmie.registry): a new method is a class with `word_alignments(...)`
 # (word-alignment methods, Algorithm 1 projects) or `project_batch(prepared, bridge=, best_run=)`, and a line here.
 METHODS = Registry("projection method", {
-    "awesome": Entry("llmie.projection.awesome:AwesomeAligner", help="similarity word alignment (awesome-align)"),
-    "binary": Entry("llmie.projection.binary:BinaryAligner", accepts=("adapter",),
+    "awesome": Entry("llmie.projection.awesome:AwesomeAligner", accepts=("device",), help="similarity word alignment (awesome-align)"),
+    "binary": Entry("llmie.projection.binary:BinaryAligner", accepts=("adapter", "device"),
                     help="BinaryAlign-style trained word aligner"),
-    "binary-w": Entry("llmie.projection.binary:BinaryAligner", {"symmetric": True}, accepts=("adapter",),
+    "binary-w": Entry("llmie.projection.binary:BinaryAligner", {"symmetric": True}, accepts=("adapter", "device"),
                       help="binary, symmetrised"),
-    "pvp": Entry("llmie.projection.pvp:PVPProjector", accepts=("adapter",), help="PVP span projector"),
+    "pvp": Entry("llmie.projection.pvp:PVPProjector", accepts=("adapter", "device"), help="PVP span projector"),
     "llm": Entry("llmie.projection.llm:LLMProjector", accepts=("adapter", "backend"),
                  help="label projection as constrained LLM generation"),
 })
@@ -171,7 +171,8 @@ def job_runner(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], C
     torch.set_num_threads(max(1, int(job.get("threads", 1))))
     try:
         fn = load_projector(job["method"], job["model"], batch_size=job["batch_size"], best_run=job["best_run"],
-                            elision=job["elision"], adapter=job.get("adapter"), backend=job.get("backend", "hf"))
+                            elision=job["elision"], adapter=job.get("adapter"), backend=job.get("backend", "hf"),
+                            device=job.get("device"))
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         raise RuntimeError(f"cannot load the {job['method']} projector ({job['model']}): {e}") from e
     return fn, lambda: None

@@ -36,10 +36,11 @@ def decode(s: str) -> Record:
 # ---- runners: load the model once, then records -> Documents with the existing method code ----
 
 def project_job(method: str = "awesome", model: str = "embedded", batch_size: int = 32, adapter: str | None = None,
-                best_run: bool = True, elision: bool = False, threads: int = 1, backend: str = "hf") -> dict[str, Any]:
-    """`backend` is for `method=llm` only (the LLM projector's generation backend), as in `llmie project`."""
+                best_run: bool = True, elision: bool = False, threads: int = 1, backend: str = "hf", device: str | None = None) -> dict[str, Any]:
+    """`backend` is for `method=llm` only (the LLM projector's generation backend), as in `llmie project`;
+    `device` for the encoder methods (None/"auto": CUDA when the worker has it, llmie.device)."""
     return {"kind": "project", "method": method, "model": model, "batch_size": batch_size, "adapter": adapter,
-            "best_run": best_run, "elision": elision, "threads": threads, "backend": backend}
+            "best_run": best_run, "elision": elision, "threads": threads, "backend": backend, "device": device}
 
 
 def extract_job(schema: Any, backend: str = "vllm", model: str = "embedded", api_base: str | None = None,
