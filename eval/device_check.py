@@ -151,12 +151,18 @@ def main() -> int:
         return {"model_device": str(on.encoder.device), "same_as_cpu": f"{same}/{len(a)}",
                 "ok": on.encoder.device.type == dev.type and same == len(a)}
 
-    def agreement(fn_dev, fn_cpu) -> float:
+    def on_device(method: str, folder: Path, net) -> dict:
+        """A trained folder's recorded training device, the loaded model's device and the projections' agreement
+        with the same folder on the CPU (one rule for binary and pvp)."""
         from llmie.projection.project import project
 
-        a = [d.spans for d in project(pairs, **fn_dev)]
-        b = [d.spans for d in project(pairs, **fn_cpu)]
-        return round(sum(x == y for x, y in zip(a, b)) / max(1, len(a)), 3)
+        tr = json.loads((folder / "aligner.json").read_text())["training"]
+        runs = [[d.spans for d in project(pairs, method, model, adapter=str(folder), device=d)]
+                for d in (str(dev), "cpu")]
+        agree = round(sum(x == y for x, y in zip(*runs)) / max(1, len(pairs)), 3)
+        place = model_device(net).type
+        return {"train_device": tr.get("device"), "model_device": place, "projection_agreement_with_cpu": agree,
+                "training": tr, "ok": place == dev.type and str(tr.get("device")).startswith(dev.type)}
 
     def binary():
         from llmie.projection.binary import BinaryAligner
@@ -166,14 +172,9 @@ def main() -> int:
                                  "log_every=1", "max_length=64", f"model={model}", f"data={wa}", f"device={dev}",
                                  f"out={tmp / 'binary'}"])
         folder = train_binary_aligner(cfg)
-        tr = json.loads((folder / "aligner.json").read_text())["training"]
-        al = BinaryAligner(model, adapter=str(folder), device=str(dev))
-        agree = agreement({"method": "binary", "model": model, "adapter": str(folder), "device": str(dev)},
-                          {"method": "binary", "model": model, "adapter": str(folder), "device": "cpu"})
-        place = model_device(al.model).type
-        return {"train_device": tr.get("device"), "losses": tr.get("losses"), "model_device": place,
-                "projection_agreement_with_cpu": agree, "ok": place == dev.type and tr.get("device", str(dev))
-                .startswith(dev.type)}
+        res = on_device("binary", folder, BinaryAligner(model, adapter=str(folder), device=str(dev)).model)
+        res["losses"] = res.pop("training").get("losses")
+        return res
 
     def pvp():
         from llmie.projection.pvp import PVPProjector
@@ -182,14 +183,9 @@ def main() -> int:
         out = train_projector({"model": model, "layers": 2, "train": [str(tmp / "train.jsonl")], "dev": [],
                                "max_steps": 3, "batch_size": 4, "eval_every": 0, "log_every": 1, "max_length": 64,
                                "device": str(dev), "out": str(tmp / "pvp")})
-        tr = json.loads((out / "aligner.json").read_text())["training"]
-        pj = PVPProjector(model, adapter=str(out), device=str(dev))
-        agree = agreement({"method": "pvp", "model": model, "adapter": str(out), "device": str(dev)},
-                          {"method": "pvp", "model": model, "adapter": str(out), "device": "cpu"})
-        place = model_device(pj.model).type
-        return {"train_device": tr.get("device"), "final_loss": tr.get("final_loss"), "model_device": place,
-                "projection_agreement_with_cpu": agree,
-                "ok": place == dev.type and str(tr.get("device")).startswith(dev.type)}
+        res = on_device("pvp", out, PVPProjector(model, adapter=str(out), device=str(dev)).model)
+        res["final_loss"] = res.pop("training").get("final_loss")
+        return res
 
     def topro():
         from llmie.topro.train import ToproTrainConfig, load, save, train
