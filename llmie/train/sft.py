@@ -21,38 +21,48 @@ import importlib
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from llmie.recipe import UNSET as _UNSET, load_trl_recipe, trainer_kwargs, trl_defaults
 from llmie.train import write_rank_hash
+from llmie.train.config import as_dict, coerce, load_config, trainer_kwargs
 
 log = logging.getLogger("llmie.sft")
 
-MODEL_DEFAULTS: dict[str, Any] = {
-    "model": "embedded", "dtype": "auto", "trust_remote_code": False,
-    "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-    "bnb_4bit_compute_dtype": "auto",
-    "use_peft": True, "lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.05, "lora_target_modules": "all-linear",
-    "lora_bias": "none",
-    "data": {},
-}
 
+@dataclass
+class SFTRecipe:
+    """An `llmie sft` recipe: llmie's model / peft / data fields; every trl `SFTConfig` field the recipe sets
+    (at top level, as trl writes them) lands in `trainer` and goes to `SFTConfig` unchanged."""
 
-def defaults() -> dict[str, Any]:
-    from trl import SFTConfig
+    trainer_config: ClassVar[str] = "trl:SFTConfig"
 
-    return trl_defaults(SFTConfig, MODEL_DEFAULTS)
+    model: str = "embedded"                 # what llmie.models.resolve_llm accepts: embedded, a folder, a hub id
+    dtype: str = "auto"                     # torch dtype name; auto = bfloat16 on CUDA, float32 on CPU
+    trust_remote_code: bool = False         # passed to from_pretrained (tokenizer and model)
+    load_in_4bit: bool = False              # QLoRA: 4-bit weights (bitsandbytes) + prepare_model_for_kbit_training
+    bnb_4bit_quant_type: str = "nf4"        # nf4 | fp4
+    bnb_4bit_use_double_quant: bool = True  # quantise the quantisation constants too
+    bnb_4bit_compute_dtype: str = "auto"    # dtype of the 4-bit matmuls; auto as `dtype`
+    use_peft: bool = True                   # train a LoRA adapter (False: full fine-tuning)
+    lora_r: int = 16                        # LoRA rank
+    lora_alpha: int = 16                    # LoRA scaling numerator
+    lora_dropout: float = 0.05              # dropout on the LoRA input
+    lora_target_modules: str | list[str] = "all-linear"  # peft target_modules
+    lora_bias: str = "none"                 # peft bias: none | all | lora_only
+    data: dict[str, Any] = field(default_factory=dict)      # train_file or builder (+ its keyword arguments)
+    trainer: dict[str, Any] = field(default_factory=dict)   # the trl SFTConfig fields the recipe set
 
 
 def load_sft_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
-    return load_trl_recipe(path, overrides, defaults())
+    """The flat dict view of `load_config(SFTRecipe, path, overrides)` (what tests and old callers index)."""
+    return as_dict(load_config(SFTRecipe, path, overrides))
 
 
-def sft_args(cfg: dict[str, Any]) -> dict[str, Any]:
+def sft_args(cfg: SFTRecipe | dict[str, Any]) -> dict[str, Any]:
     """The SFTConfig keyword arguments of a recipe (only keys the recipe set), with CPU defaults."""
-    return trainer_kwargs(cfg, MODEL_DEFAULTS, "runs/sft")
+    return trainer_kwargs(coerce(SFTRecipe, cfg), "runs/sft")
 
 
 def load_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -122,12 +132,14 @@ def count_4bit(model) -> int:
     return sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
-def train_sft(cfg: dict[str, Any]) -> Path:
-    """Run one SFT job from a loaded recipe; returns the output folder (adapter + llmie_sft.json)."""
+def train_sft(cfg: SFTRecipe | dict[str, Any]) -> Path:
+    """Run one SFT job from a recipe (dataclass or flat dict); returns the output folder (adapter + llmie_sft.json)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     t0 = time.perf_counter()
+    recipe = coerce(SFTRecipe, cfg)
+    cfg = as_dict(recipe)
     rows = load_rows(cfg["data"])
     if not rows:
         raise ValueError("the data section produced no training rows")
@@ -136,7 +148,7 @@ def train_sft(cfg: dict[str, Any]) -> Path:
     for r in rows:
         kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
     ds = Dataset.from_list([{c: r[c] for c in cols} for r in rows])
-    args = SFTConfig(**sft_args(cfg))
+    args = SFTConfig(**sft_args(recipe))
     model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
     n4 = count_4bit(model)
     peft_config = None
@@ -162,7 +174,7 @@ def train_sft(cfg: dict[str, Any]) -> Path:
         "completion_only_loss": cols == ["prompt", "completion"] and args.completion_only_loss is not False,
         "global_steps": trainer.state.global_step, "train_loss": result.training_loss, "logged_losses": losses,
         "seconds": round(time.perf_counter() - t0, 1),
-        "recipe": {k: v for k, v in cfg.items() if v != _UNSET},
+        "recipe": cfg,
     }
     (out / "llmie_sft.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     log.info("SFT done: %d steps, train loss %.4f, %d Linear4bit layers -> %s", trainer.state.global_step,
