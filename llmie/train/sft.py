@@ -8,7 +8,7 @@ A recipe is one flat YAML mapping (trl's TrlParser idea), three kinds of keys:
   what `llmie.models.resolve_llm` does (`embedded` = SmolLM2-135M-Instruct, a folder, a hub id).
 - **`data:`**, llmie's section: `train_file` (JSONL of `prompt`/`completion` or `text` rows) or `builder`
   (`module:function` inside `llmie`, called with the remaining data keys, returning such rows).
-Overrides: `key=value` (YAML-parsed), `data.key=value` for the data section.
+Overrides (llmie.train.config): `key=value`, `--key value`, `--key=value`, `--flag`, `data.key=value`.
 
 Prompt-completion rows give a completion-only loss (trl masks the prompt); TF rows are split at the first
 `result =`. QLoRA = 4-bit NF4 with double quantisation (bitsandbytes; it runs on CPU too, slowly) +
@@ -21,38 +21,21 @@ import importlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmie.train import write_rank_hash
-from llmie.train.config import as_dict, coerce, load_config, trainer_kwargs
+from llmie.train import LMRecipe, write_rank_hash
+from llmie.train.config import as_dict, coerce, load_config, recipe_main, trainer_kwargs
 
 log = logging.getLogger("llmie.sft")
 
 
 @dataclass
-class SFTRecipe:
-    """An `llmie sft` recipe: llmie's model / peft / data fields; every trl `SFTConfig` field the recipe sets
-    (at top level, as trl writes them) lands in `trainer` and goes to `SFTConfig` unchanged."""
+class SFTRecipe(LMRecipe):
+    """An `llmie sft` recipe: the shared model / peft / data fields; trl `SFTConfig` fields pass through."""
 
     trainer_config: ClassVar[str] = "trl:SFTConfig"
-
-    model: str = "embedded"                 # what llmie.models.resolve_llm accepts: embedded, a folder, a hub id
-    dtype: str = "auto"                     # torch dtype name; auto = bfloat16 on CUDA, float32 on CPU
-    trust_remote_code: bool = False         # passed to from_pretrained (tokenizer and model)
-    load_in_4bit: bool = False              # QLoRA: 4-bit weights (bitsandbytes) + prepare_model_for_kbit_training
-    bnb_4bit_quant_type: str = "nf4"        # nf4 | fp4
-    bnb_4bit_use_double_quant: bool = True  # quantise the quantisation constants too
-    bnb_4bit_compute_dtype: str = "auto"    # dtype of the 4-bit matmuls; auto as `dtype`
-    use_peft: bool = True                   # train a LoRA adapter (False: full fine-tuning)
-    lora_r: int = 16                        # LoRA rank
-    lora_alpha: int = 16                    # LoRA scaling numerator
-    lora_dropout: float = 0.05              # dropout on the LoRA input
-    lora_target_modules: str | list[str] = "all-linear"  # peft target_modules
-    lora_bias: str = "none"                 # peft bias: none | all | lora_only
-    data: dict[str, Any] = field(default_factory=dict)      # train_file or builder (+ its keyword arguments)
-    trainer: dict[str, Any] = field(default_factory=dict)   # the trl SFTConfig fields the recipe set
 
 
 def load_sft_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -65,25 +48,48 @@ def sft_args(cfg: SFTRecipe | dict[str, Any]) -> dict[str, Any]:
     return trainer_kwargs(coerce(SFTRecipe, cfg), "runs/sft")
 
 
-def load_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the data section: `train_file` JSONL or a `builder` function inside llmie."""
+def builder_rows(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """(rows, source) of a data section: `train_file` JSONL or a `builder` (`llmie.<module>:<function>`,
+    called with the remaining data keys); shared by sft and dpo."""
     data = dict(data)
     if "train_file" in data:
         from llmie.io import iter_json_lines
 
-        path = data.pop("train_file")
-        rows = [obj for _, obj in iter_json_lines(path)]
-        for i, r in enumerate(rows):
-            if not (("prompt" in r and "completion" in r) or "text" in r):
-                raise ValueError(f"{path}: row {i + 1} needs prompt+completion or text")
-        return rows
+        src = str(data.pop("train_file"))
+        return [obj for _, obj in iter_json_lines(src)], src
     builder = data.pop("builder", None)
     if not builder:
         raise ValueError("recipe data section needs train_file or builder")
     mod, _, fn = str(builder).partition(":")
     if not mod.startswith("llmie.") or not fn:
         raise ValueError(f"data.builder {builder!r}: expected 'llmie.<module>:<function>'")
-    return getattr(importlib.import_module(mod), fn)(**data)
+    return getattr(importlib.import_module(mod), fn)(**data), str(builder)
+
+
+def load_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Prompt/completion or text rows of the data section (a train_file's rows are checked)."""
+    rows, src = builder_rows(data)
+    if "train_file" in data:
+        for i, r in enumerate(rows):
+            if not (("prompt" in r and "completion" in r) or "text" in r):
+                raise ValueError(f"{src}: row {i + 1} needs prompt+completion or text")
+    return rows
+
+
+def row_kinds(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Rows per `kind` (tf, plain, ...) for the run summary."""
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
+    return kinds
+
+
+def lora_config(cfg: dict[str, Any]):
+    """The peft LoraConfig of a recipe's lora_* fields (causal LM)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
+                      bias=cfg["lora_bias"], target_modules=cfg["lora_target_modules"], task_type="CAUSAL_LM")
 
 
 def _dtype(name: str, cuda: bool):
@@ -144,20 +150,14 @@ def train_sft(cfg: SFTRecipe | dict[str, Any]) -> Path:
     if not rows:
         raise ValueError("the data section produced no training rows")
     cols = ["prompt", "completion"] if "prompt" in rows[0] else ["text"]
-    kinds: dict[str, int] = {}
-    for r in rows:
-        kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
+    kinds = row_kinds(rows)
     ds = Dataset.from_list([{c: r[c] for c in cols} for r in rows])
     args = SFTConfig(**sft_args(recipe))
     model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
     n4 = count_4bit(model)
     peft_config = None
     if cfg["use_peft"]:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
-                                 bias=cfg["lora_bias"], target_modules=cfg["lora_target_modules"],
-                                 task_type="CAUSAL_LM")
+        peft_config = lora_config(cfg)
     elif cfg["load_in_4bit"]:
         raise ValueError("load_in_4bit needs use_peft: true (4-bit weights cannot be trained directly)")
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
@@ -183,10 +183,7 @@ def train_sft(cfg: SFTRecipe | dict[str, Any]) -> Path:
     return out
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover  (accelerate launch -m llmie.train.sft RECIPE [--key value ...])
     import sys
 
-    argv = sys.argv[1:]
-    path = argv.pop(0) if argv and "=" not in argv[0] else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    print(train_sft(load_sft_recipe(path, argv)))
+    raise SystemExit(recipe_main(sys.argv[1:], SFTRecipe, train_sft))
