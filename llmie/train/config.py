@@ -136,7 +136,9 @@ class _Schema:
     def fail(self, key: str) -> None:
         close = difflib.get_close_matches(key, self.known(), n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown recipe keys: {key}{hint} (known: {', '.join(self.known())})")
+        known = [k for k in self.known() if k not in self.trainer]
+        also = f" and the fields of {self.cls.trainer_config}" if self.trainer else ""
+        raise ValueError(f"unknown recipe keys: {key}{hint} (known: {', '.join(known)}{also})")
 
     def convert(self, key: str, text: str) -> Any:
         if "." in key:
