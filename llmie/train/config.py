@@ -173,8 +173,8 @@ def parse_args(cls: type, args: Sequence[str]) -> dict[str, Any]:
                     continue
                 schema.check(key)
                 nxt = args[i] if i < len(args) else None
-                if is_bool and (nxt is None or nxt.startswith("--") or nxt.strip().lower() not in _TRUE | _FALSE):
-                    flags[key] = True
+                if is_bool and (nxt is None or nxt.startswith("--") or "=" in nxt):
+                    flags[key] = True        # a bare --flag
                     continue
                 if nxt is None:
                     raise ValueError(f"--{key}: expected a value")
