@@ -6,6 +6,7 @@ the fields of its config dataclass, typed from it; a bad key or value is one err
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
@@ -38,6 +39,16 @@ def recipe_config(cls: type[T], recipe: Path | None, args: list[str]) -> T:
     raise AssertionError("unreachable")
 
 
+def run_recipe(cls: type[T], train: Callable[[T], Any], recipe: Path | None, args: list[str],
+               errors: tuple[type[BaseException], ...] = ()) -> Any:
+    """Load the recipe, then train; bad input (a ValueError, a missing file, `errors`) is one line, exit 2."""
+    cfg = recipe_config(cls, recipe, args)
+    try:
+        return train(cfg)
+    except (ValueError, FileNotFoundError, *errors) as e:
+        fail(str(e))
+
+
 def _summary(out: Path, name: str, keys: tuple[str, ...]) -> str:
     info: dict[str, Any] = json.loads((out / name).read_text())
     return json.dumps({k: info[k] for k in keys} | {"out": str(out)})
@@ -49,11 +60,7 @@ def train_aligner_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., hel
     """Train the BinaryAlign-style word aligner on gold alignments (AlignerTrainConfig fields)."""
     from llmie.projection.train_binary import AlignerTrainConfig, train_binary_aligner
 
-    cfg = recipe_config(AlignerTrainConfig, recipe, ctx.args)
-    try:
-        typer.echo(str(train_binary_aligner(cfg)))
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    typer.echo(str(run_recipe(AlignerTrainConfig, train_binary_aligner, recipe, ctx.args)))
 
 
 @app.command("train-projector", context_settings=RECIPE_ARGS)
@@ -62,11 +69,7 @@ def train_projector_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., h
     """Train the PVP span projector, WGL + pair augmentation (PVPTrainConfig fields)."""
     from llmie.projection.train_pvp import PVPTrainConfig, train_projector
 
-    cfg = recipe_config(PVPTrainConfig, recipe, ctx.args)
-    try:
-        typer.echo(str(train_projector(cfg)))
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    typer.echo(str(run_recipe(PVPTrainConfig, train_projector, recipe, ctx.args)))
 
 
 @app.command("sft", context_settings=RECIPE_ARGS)
@@ -75,11 +78,7 @@ def sft_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. re
     """Supervised fine-tuning: trl SFTTrainer + LoRA, QLoRA with load_in_4bit (SFTRecipe + trl SFTConfig fields)."""
     from llmie.train.sft import SFTRecipe, train_sft
 
-    cfg = recipe_config(SFTRecipe, recipe, ctx.args)
-    try:
-        out = train_sft(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    out = run_recipe(SFTRecipe, train_sft, recipe, ctx.args)
     typer.echo(_summary(out, "llmie_sft.json", ("global_steps", "train_loss", "logged_losses", "linear4bit_layers",
                                                 "rows", "row_kinds", "seconds")))
 
@@ -91,11 +90,7 @@ def dpo_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. re
     from llmie.schema import LlmieDataError
     from llmie.train.dpo import DPORecipe, train_dpo
 
-    cfg = recipe_config(DPORecipe, recipe, ctx.args)
-    try:
-        out = train_dpo(cfg)
-    except (ValueError, FileNotFoundError, LlmieDataError) as e:
-        fail(str(e))
+    out = run_recipe(DPORecipe, train_dpo, recipe, ctx.args, (LlmieDataError,))
     typer.echo(_summary(out, "llmie_dpo.json", ("global_steps", "train_loss", "logged_losses", "reward_accuracies",
                                                 "rows", "row_kinds", "reference", "seconds")))
 

@@ -45,7 +45,7 @@ from llmie.projection.binary import (
     pad_batch,
     save_aligner,
 )
-from llmie.train.config import as_dict, coerce, load_config, recipe_main
+from llmie.train.config import as_dict, coerce, flat_loader, recipe_main
 
 log = logging.getLogger("llmie.train_binary")
 
@@ -92,9 +92,7 @@ DEFAULTS: dict = asdict(AlignerTrainConfig())   # the flat view (old callers ind
 # --------------------------------------------------------------------------- recipe
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """defaults <- the YAML file <- `key=value` / `--key value` overrides, as the flat dict the trainer takes."""
-    return as_dict(load_config(AlignerTrainConfig, path, overrides))
+load_recipe = flat_loader(AlignerTrainConfig)  # (path, overrides) -> the flat dict the trainer takes
 
 
 # --------------------------------------------------------------------------- data

@@ -38,7 +38,7 @@ from llmie.projection.binary import default_marker, encode_pairs, load_base, pad
 from llmie.projection.pvp import FORMAT, PVPModel, PVPProjector, span_token_range
 from llmie.projection.words import segment, words_in_span
 from llmie.schema import ProjectionPair
-from llmie.train.config import as_dict, coerce, load_config, recipe_main
+from llmie.train.config import as_dict, coerce, flat_loader, recipe_main
 
 log = logging.getLogger("llmie.train_pvp")
 
@@ -78,9 +78,7 @@ class PVPTrainConfig:
 DEFAULTS: dict = asdict(PVPTrainConfig())   # the flat view (old callers index it); the dataclass is the source
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """defaults <- the YAML file <- `key=value` / `--key value` overrides, as the flat dict the trainer takes."""
-    return as_dict(load_config(PVPTrainConfig, path, overrides))
+load_recipe = flat_loader(PVPTrainConfig)  # (path, overrides) -> the flat dict the trainer takes
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import importlib
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -270,6 +270,15 @@ def load_config(cls: type[T], path: str | Path | None, args: Sequence[str] = ())
     for key, value in parse_args(cls, args).items():
         _set(raw, schema, key, value)
     return build(cls, raw)
+
+
+def flat_loader(cls: type) -> Callable[..., dict[str, Any]]:
+    """`load(path, overrides=()) -> dict`: `load_config(cls, ...)` as the flat dict view old callers index."""
+    def load(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+        return as_dict(load_config(cls, path, overrides))
+
+    load.__doc__ = f"defaults <- the YAML file <- `key=value` / `--key value` overrides: {cls.__name__} as a flat dict."
+    return load
 
 
 def trainer_kwargs(recipe: Any, output_dir: str) -> dict[str, Any]:

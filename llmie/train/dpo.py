@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llmie.train import LMRecipe, write_rank_hash
-from llmie.train.config import as_dict, coerce, load_config, recipe_main, trainer_kwargs
-from llmie.train.sft import builder_rows, load_model, lora_config, row_kinds
+from llmie.train.config import coerce, flat_loader, recipe_main, trainer_kwargs
+from llmie.train.sft import builder_rows, load_peft_model, recipe_rows
 
 log = logging.getLogger("llmie.dpo")
 
@@ -46,9 +46,7 @@ class DPORecipe(LMRecipe):
     sft_adapter: str | None = None          # an `llmie sft` adapter folder: trained on, frozen copy = reference
 
 
-def load_dpo_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The flat dict view of `load_config(DPORecipe, path, overrides)` (what tests and old callers index)."""
-    return as_dict(load_config(DPORecipe, path, overrides))
+load_dpo_recipe = flat_loader(DPORecipe)  # (path, overrides) -> the flat dict the trainer takes
 
 
 def dpo_args(cfg: DPORecipe | dict[str, Any]) -> dict[str, Any]:
@@ -78,27 +76,10 @@ def train_dpo(cfg: DPORecipe | dict[str, Any]) -> Path:
     from trl import DPOConfig, DPOTrainer
 
     t0 = time.perf_counter()
-    recipe = coerce(DPORecipe, cfg)
-    cfg = as_dict(recipe)
-    rows = load_pairs(cfg["data"])
-    if not rows:
-        raise ValueError("the data section produced no preference rows")
-    kinds = row_kinds(rows)
+    recipe, cfg, rows, kinds = recipe_rows(DPORecipe, cfg, load_pairs, "preference")
     ds = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     args = DPOConfig(**dpo_args(recipe))
-    model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
-    peft_config = None
-    if cfg["sft_adapter"]:
-        from peft import PeftModel
-
-        ad = Path(cfg["sft_adapter"])
-        if not (ad / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"sft_adapter {ad}: not a peft adapter folder (no adapter_config.json)")
-        model = PeftModel.from_pretrained(model, str(ad), is_trainable=True)  # trl copies it to a frozen `ref`
-    elif cfg["use_peft"]:
-        peft_config = lora_config(cfg)
-    elif cfg["load_in_4bit"]:
-        raise ValueError("load_in_4bit needs use_peft: true or an sft_adapter")
+    model, tok, path, peft_config = load_peft_model(cfg, bool(args.gradient_checkpointing))
     trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     result = trainer.train()
     out = Path(args.output_dir)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llmie.train import LMRecipe, write_rank_hash
-from llmie.train.config import as_dict, coerce, load_config, recipe_main, trainer_kwargs
+from llmie.train.config import as_dict, coerce, flat_loader, recipe_main, trainer_kwargs
 
 log = logging.getLogger("llmie.sft")
 
@@ -38,9 +38,7 @@ class SFTRecipe(LMRecipe):
     trainer_config: ClassVar[str] = "trl:SFTConfig"
 
 
-def load_sft_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The flat dict view of `load_config(SFTRecipe, path, overrides)` (what tests and old callers index)."""
-    return as_dict(load_config(SFTRecipe, path, overrides))
+load_sft_recipe = flat_loader(SFTRecipe)  # (path, overrides) -> the flat dict the trainer takes
 
 
 def sft_args(cfg: SFTRecipe | dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +127,36 @@ def load_model(cfg: dict[str, Any], gradient_checkpointing: bool = False):
     return model, tok, path
 
 
+def recipe_rows(cls: type, cfg: Any, loader: Any, what: str) -> tuple[Any, dict[str, Any], list[dict], dict[str, int]]:
+    """(recipe, its flat view, the data section's rows, rows per kind): how sft and dpo start a run."""
+    recipe = coerce(cls, cfg)
+    flat = as_dict(recipe)
+    rows = loader(flat["data"])
+    if not rows:
+        raise ValueError(f"the data section produced no {what} rows")
+    return recipe, flat, rows, row_kinds(rows)
+
+
+def load_peft_model(cfg: dict[str, Any], gradient_checkpointing: bool = False):
+    """(model, tokenizer, path, peft_config): an `sft_adapter` loaded trainable (dpo; trl copies it to a frozen
+    `ref`), else a fresh LoRA config for the trainer to apply (`use_peft`), else full fine-tuning."""
+    model, tok, path = load_model(cfg, gradient_checkpointing)
+    adapter = cfg.get("sft_adapter")
+    if adapter:
+        from peft import PeftModel
+
+        ad = Path(adapter)
+        if not (ad / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"sft_adapter {ad}: not a peft adapter folder (no adapter_config.json)")
+        return PeftModel.from_pretrained(model, str(ad), is_trainable=True), tok, path, None
+    if cfg["use_peft"]:
+        return model, tok, path, lora_config(cfg)
+    if cfg["load_in_4bit"]:
+        alt = " or an sft_adapter" if "sft_adapter" in cfg else " (4-bit weights cannot be trained directly)"
+        raise ValueError(f"load_in_4bit needs use_peft: true{alt}")
+    return model, tok, path, None
+
+
 def count_4bit(model) -> int:
     """Number of bitsandbytes `Linear4bit` layers (proof that QLoRA really ran 4-bit)."""
     try:
@@ -144,22 +172,12 @@ def train_sft(cfg: SFTRecipe | dict[str, Any]) -> Path:
     from trl import SFTConfig, SFTTrainer
 
     t0 = time.perf_counter()
-    recipe = coerce(SFTRecipe, cfg)
-    cfg = as_dict(recipe)
-    rows = load_rows(cfg["data"])
-    if not rows:
-        raise ValueError("the data section produced no training rows")
+    recipe, cfg, rows, kinds = recipe_rows(SFTRecipe, cfg, load_rows, "training")
     cols = ["prompt", "completion"] if "prompt" in rows[0] else ["text"]
-    kinds = row_kinds(rows)
     ds = Dataset.from_list([{c: r[c] for c in cols} for r in rows])
     args = SFTConfig(**sft_args(recipe))
-    model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
+    model, tok, path, peft_config = load_peft_model(cfg, bool(args.gradient_checkpointing))
     n4 = count_4bit(model)
-    peft_config = None
-    if cfg["use_peft"]:
-        peft_config = lora_config(cfg)
-    elif cfg["load_in_4bit"]:
-        raise ValueError("load_in_4bit needs use_peft: true (4-bit weights cannot be trained directly)")
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     result = trainer.train()
     out = Path(args.output_dir)
