@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -236,6 +237,24 @@ def _dev_loss(net, examples: list[Example], pad: int, batch_size: int = 32) -> f
     return round(total / max(1, n), 5)
 
 
+def trainable_encoder(cfg: dict) -> tuple[Any, Any, int]:
+    """(tokenizer, encoder, marker id) of an encoder trainer's recipe (aligner and PVP projector): LoRA on
+    `lora_targets`, or full fine-tuning with the word embeddings frozen unless `train_embeddings`."""
+    tok, enc = load_base(cfg["model"], cfg["layers"])
+    marker_id = int(cfg["marker_id"]) if cfg["marker_id"] is not None else default_marker(tok)
+    if cfg["lora"]:
+        from peft import LoraConfig, get_peft_model
+
+        enc = get_peft_model(enc, LoraConfig(r=int(cfg["lora_r"]), lora_alpha=int(cfg["lora_alpha"]),
+                                             lora_dropout=float(cfg["lora_dropout"]),
+                                             target_modules=list(cfg["lora_targets"]), bias="none"))
+    else:
+        emb = enc.get_input_embeddings()
+        if emb is not None and not cfg.get("train_embeddings", False):
+            emb.weight.requires_grad_(False)
+    return tok, enc, marker_id
+
+
 def train_binary_aligner(cfg: AlignerTrainConfig | dict) -> Path:
     """Train per `cfg` (AlignerTrainConfig or its flat dict) and write the aligner folder `cfg['out']`; returns it."""
     from llmie.device import autocast, fast_dtype, resolve_device
@@ -248,18 +267,7 @@ def train_binary_aligner(cfg: AlignerTrainConfig | dict) -> Path:
     torch.manual_seed(seed)
     np.random.seed(seed)
 
-    tok, enc = load_base(cfg["model"], cfg["layers"])
-    marker_id = int(cfg["marker_id"]) if cfg["marker_id"] is not None else default_marker(tok)
-    if cfg["lora"]:
-        from peft import LoraConfig, get_peft_model
-
-        enc = get_peft_model(enc, LoraConfig(r=int(cfg["lora_r"]), lora_alpha=int(cfg["lora_alpha"]),
-                                             lora_dropout=float(cfg["lora_dropout"]),
-                                             target_modules=list(cfg["lora_targets"]), bias="none"))
-    else:
-        emb = enc.get_input_embeddings()
-        if emb is not None and not cfg["train_embeddings"]:
-            emb.weight.requires_grad_(False)
+    tok, enc, marker_id = trainable_encoder(cfg)
     net = BinaryAlignModel(enc, marker_id, head=str(cfg["head"])).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head_ids = {id(p) for p in net.head.parameters()}

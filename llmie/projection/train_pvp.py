@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from llmie.io import read_exp
-from llmie.projection.binary import default_marker, encode_pairs, load_base, pad_batch, save_aligner
+from llmie.projection.binary import encode_pairs, pad_batch, save_aligner
 from llmie.projection.pvp import FORMAT, PVPModel, PVPProjector, span_token_range
 from llmie.projection.words import segment, words_in_span
 from llmie.schema import ProjectionPair
@@ -215,6 +215,7 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     from accelerate.utils import DataLoaderConfiguration
 
     from llmie.device import accelerator_for
+    from llmie.projection.train_binary import trainable_encoder
     from llmie.train import write_rank_hash
 
     cfg = as_dict(coerce(PVPTrainConfig, cfg))   # a flat dict (tests, eval scripts) is checked against the fields
@@ -230,16 +231,7 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
             stale.unlink()
     rng = random.Random(int(cfg["seed"]))   # the same on every rank: all ranks draw the same global batches
     torch.manual_seed(int(cfg["seed"]))
-    tok, enc = load_base(cfg["model"], cfg["layers"])
-    marker_id = int(cfg["marker_id"]) if cfg["marker_id"] is not None else default_marker(tok)
-    if cfg["lora"]:
-        from peft import LoraConfig, get_peft_model
-
-        enc = get_peft_model(enc, LoraConfig(r=int(cfg["lora_r"]), lora_alpha=int(cfg["lora_alpha"]),
-                                             lora_dropout=float(cfg["lora_dropout"]),
-                                             target_modules=list(cfg["lora_targets"]), bias="none"))
-    else:
-        enc.get_input_embeddings().weight.requires_grad_(False)
+    tok, enc, marker_id = trainable_encoder(cfg)   # PVP has no train_embeddings: frozen in full fine-tuning
     net = PVPModel(enc, marker_id).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head = list(net.head.parameters())
