@@ -35,7 +35,8 @@ def recipe_config(cls: type[T], recipe: Path | None, args: list[str]) -> T:
     try:
         return load_config(cls, recipe, list(args))
     except (ValueError, TypeError, yaml.YAMLError) as e:
-        fail(f"{recipe or 'recipe'}: {e}" if isinstance(e, yaml.YAMLError) else str(e))
+        msg = " ".join(str(e).split())          # a YAML error spans lines: one line here
+        fail(f"{recipe or 'recipe'}: {msg}" if isinstance(e, yaml.YAMLError) else msg)
     raise AssertionError("unreachable")
 
 

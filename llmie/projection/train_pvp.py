@@ -8,7 +8,7 @@ swap the roles of source and target with p_b = 0.5, and with p_n = 0.2 replace t
 pair's target (same target language when possible) with all-zero labels. AdamW, linear decay without
 warmup; model selection by exact match on the dev file. LoRA (peft) or full fine-tuning.
 
-    llmie train-projector recipes/pvp_encoder.yaml [key=value ...]
+    llmie train-projector recipes/pvp_encoder.yaml [--key value | key=value ...]
     accelerate launch --multi_gpu --num_processes N $(which llmie) train-projector recipes/pvp_encoder.yaml
 
 Data-parallel under `accelerate launch` (an `accelerate.Accelerator`; one plain process is world size 1 and

@@ -1,4 +1,4 @@
-"""`llmie dpo RECIPE.yaml [key=value ...]`: trl `DPOTrainer` + peft LoRA on prompt/chosen/rejected rows.
+"""`llmie dpo RECIPE.yaml [--key value | key=value ...]`: trl `DPOTrainer` + peft LoRA on prompt/chosen/rejected rows.
 
 Same recipe shape as `llmie sft` (llmie/train/sft.py, fields shared through `llmie.train.LMRecipe`):
 - **trl `DPOConfig` keys** (`beta`, `loss_type`, `learning_rate`, `max_steps`, `max_length`,

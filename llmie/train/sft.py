@@ -1,4 +1,4 @@
-"""`llmie sft RECIPE.yaml [key=value ...]`: trl `SFTTrainer` + peft LoRA, QLoRA when `load_in_4bit: true`.
+"""`llmie sft RECIPE.yaml [--key value | key=value ...]`: trl `SFTTrainer` + peft LoRA, QLoRA when `load_in_4bit: true`.
 
 A recipe is one flat YAML mapping (trl's TrlParser idea), three kinds of keys:
 - **trl `SFTConfig` keys** (`output_dir`, `learning_rate`, `lr_scheduler_type`, `warmup_ratio`,
