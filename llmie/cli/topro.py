@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from llmie.cli.common import fail
+from llmie.cli.train import RECIPE_ARGS, recipe_config
 
 app = typer.Typer(help="TOPRO: token-level prompt decomposition (encoder MLM verbalizers, LLM zero-shot).",
                   no_args_is_help=True)
@@ -19,50 +19,42 @@ def _check_task(task: str) -> None:
         fail(f"--task must be ner or pos, got {task!r}")
 
 
-@app.command("train")
-def train_cmd(task: str = typer.Option(..., "--task", help="ner | pos"),
-              method: str = typer.Option("topro", "--method", help="topro | vanilla (token classification)"),
-              model: str = typer.Option("embedded", "--model", help="Encoder: embedded, a folder or a hub id "
-                                                                   "(any AutoModelForMaskedLM works as is)."),
-              train: Optional[Path] = typer.Option(None, "--train", help="Training file (.conllu / .iob2 / CoNLL); "
-                                                   "default UD-EWT train (pos), UNER-EWT dev (ner)."),
-              n_train: Optional[int] = typer.Option(300, "--n-train", help="First N training sentences (0: all)."),
-              epochs: float = typer.Option(1.0, "--epochs"),
-              max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-              batch_size: int = typer.Option(16, "--batch-size"),
-              lr: float = typer.Option(1e-4, "--lr"),
-              head_lr: float = typer.Option(1e-3, "--head-lr", help="LR of untrained parts (built MLM head, "
-                                                                  "classifier); 0 = same as --lr"),
-              mark: bool = typer.Option(False, "--mark/--no-mark", help="Bracket the target word in the sentence."),
-              template: Optional[str] = typer.Option(None, "--template", help="e.g. topro.pos.v1 or a .yaml file"),
-              seed: int = typer.Option(42, "--seed"),
-              threads: int = typer.Option(1, "--threads"),
-              out: Path = typer.Option(..., "--out", help="Model folder to write (with train_log.json)."),
+@app.command("train", context_settings=RECIPE_ARGS)
+def train_cmd(ctx: typer.Context,
               eval_limit: int = typer.Option(0, "--eval-limit", help="Also score the English test set "
                                                                      "(first N sentences; 0: skip).")) -> None:
-    """Train encoder TOPRO (or the vanilla baseline) on English; prints a JSON summary."""
+    """Train encoder TOPRO (or the vanilla baseline) on English; prints a JSON summary.
+
+    `llmie topro train [RECIPE.yaml] [--key value | key=value ...]` over the ToproTrainConfig fields
+    (recipes/topro_ner.yaml, recipes/topro_pos.yaml): e.g. `--task ner --method vanilla --n-train 8
+    --max-steps 2 --lr 1e-4 --mark --out DIR`; `--n-train 0` = all sentences, `--head-lr 0` = same as lr.
+    """
+    from dataclasses import replace
+
     from llmie.topro.train import ToproTrainConfig, default_file, evaluate, train as run_train
     from llmie.topro.verbalizer import VerbalizerError
 
-    _check_task(task)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    cfg = ToproTrainConfig(task=task, method=method, model=model, train=str(train) if train else None,
-                           n_train=n_train or None, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                           head_lr=head_lr or None,
-                           mark=mark, template=template, seed=seed, threads=threads, out=str(out))
+    args = list(ctx.args)
+    recipe = Path(args.pop(0)) if args and not args[0].startswith("-") and "=" not in args[0] else None
+    cfg = recipe_config(ToproTrainConfig, recipe, args)
+    _check_task(cfg.task)
+    if not cfg.out:
+        fail("topro train needs --out DIR (or out: in the recipe)")
+    cfg = replace(cfg, n_train=cfg.n_train or None, head_lr=cfg.head_lr or None)  # 0 = all / same as lr
+    out = Path(cfg.out)
     try:
         t = run_train(cfg)
     except (VerbalizerError, ValueError, FileNotFoundError) as e:
         fail(str(e))
     summary: dict[str, Any] = {k: t.log[k] for k in ("sentences", "examples", "steps", "seconds", "loss_first10",
                                                      "loss_last10")}
-    summary.update(method=method, task=task, out=str(out))
+    summary.update(method=cfg.method, task=cfg.task, out=str(out))
     if t.verbalizer is not None and t.verbalizer.substitutions:
         summary["verbalizer_substitutions"] = t.verbalizer.substitutions
     if eval_limit:
         from llmie.settings import data_dir
 
-        res = evaluate(t, {"en": default_file(task, "test", data_dir())}, limit=eval_limit, out=out / "eval")
+        res = evaluate(t, {"en": default_file(cfg.task, "test", data_dir())}, limit=eval_limit, out=out / "eval")
         summary["eval"] = res["langs"]["en"]
     typer.echo(json.dumps(summary))
 

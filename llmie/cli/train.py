@@ -1,84 +1,99 @@
-"""Trainer commands: sft, dpo (trl + peft), train-projector (PVP), train-aligner (BinaryAlign), export."""
+"""Trainer commands: sft, dpo (trl + peft), train-projector (PVP), train-aligner (BinaryAlign), export.
+
+Every trainer takes one recipe shape (llmie.train.config): `llmie CMD RECIPE.yaml [key=value | --key value ...]`,
+the fields of its config dataclass, typed from it; a bad key or value is one error line and exit code 2.
+"""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, TypeVar
 
 import typer
 
 from llmie.cli.common import app, fail
 
+T = TypeVar("T")
 
-@app.command("train-aligner", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_aligner_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/binary_aligner.yaml")) -> None:
-    """Train the BinaryAlign-style word aligner on gold alignments; extra args are key=value overrides."""
+# a trainer command hands every argument after RECIPE to the recipe parser (trl's `--key value` habit)
+RECIPE_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+RECIPE_HELP = "Recipe YAML; then overrides: key=value, --key value, --key=value, --flag / --no-flag."
+
+
+def recipe_config(cls: type[T], recipe: Path | None, args: list[str]) -> T:
+    """The recipe `cls` of a command (defaults < RECIPE < overrides); a bad recipe ends the command in one line."""
     import logging
 
-    from llmie.projection.train_binary import load_recipe, train_binary_aligner
+    import yaml
+
+    from llmie.train.config import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        cfg = load_recipe(recipe, ctx.args)
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
-    typer.echo(str(train_binary_aligner(cfg)))
-
-
-@app.command("train-projector", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_projector_cmd(ctx: typer.Context,
-                    recipe: Path = typer.Argument(..., help="e.g. recipes/pvp_encoder.yaml")) -> None:
-    """Train the PVP span projector (WGL + pair augmentation); extra args are key=value overrides."""
-    import logging
-
-    from llmie.projection.train_pvp import load_recipe, train_projector
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        cfg = load_recipe(recipe, ctx.args)
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
-    typer.echo(str(train_projector(cfg)))
-
-
-@app.command("sft", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def sft_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/transfusion.yaml")) -> None:
-    """Supervised fine-tuning (trl SFTTrainer + LoRA, QLoRA with load_in_4bit); extra args: key=value overrides."""
-    import logging
-
-    from llmie.train.sft import load_sft_recipe, train_sft
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if not recipe.exists():
+    if recipe is not None and not recipe.is_file():
         fail(f"{recipe}: no such file")
     try:
-        cfg = load_sft_recipe(recipe, ctx.args)
-    except (ValueError, FileNotFoundError) as e:
+        return load_config(cls, recipe, list(args))
+    except (ValueError, TypeError, yaml.YAMLError) as e:
+        msg = " ".join(str(e).split())          # a YAML error spans lines: one line here
+        fail(f"{recipe or 'recipe'}: {msg}" if isinstance(e, yaml.YAMLError) else msg)
+    raise AssertionError("unreachable")
+
+
+def run_recipe(cls: type[T], train: Callable[[T], Any], recipe: Path | None, args: list[str],
+               errors: tuple[type[BaseException], ...] = ()) -> Any:
+    """Load the recipe, then train; bad input (a ValueError, a missing file, `errors`) is one line, exit 2."""
+    cfg = recipe_config(cls, recipe, args)
+    try:
+        return train(cfg)
+    except (ValueError, FileNotFoundError, *errors) as e:
         fail(str(e))
-    out = train_sft(cfg)
-    info = json.loads((out / "llmie_sft.json").read_text())
-    typer.echo(json.dumps({k: info[k] for k in ("global_steps", "train_loss", "logged_losses", "linear4bit_layers",
-                                                "rows", "row_kinds", "seconds")} | {"out": str(out)}))
 
 
-@app.command("dpo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def dpo_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/pvp_dpo.yaml")) -> None:
-    """Preference training (trl DPOTrainer + LoRA, from an SFT adapter); extra args: key=value overrides."""
-    import logging
+def _summary(out: Path, name: str, keys: tuple[str, ...]) -> str:
+    info: dict[str, Any] = json.loads((out / name).read_text())
+    return json.dumps({k: info[k] for k in keys} | {"out": str(out)})
 
+
+@app.command("train-aligner", context_settings=RECIPE_ARGS)
+def train_aligner_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/binary_aligner.yaml. "
+                                                                           + RECIPE_HELP)) -> None:
+    """Train the BinaryAlign-style word aligner on gold alignments (AlignerTrainConfig fields)."""
+    from llmie.projection.train_binary import AlignerTrainConfig, train_binary_aligner
+
+    typer.echo(str(run_recipe(AlignerTrainConfig, train_binary_aligner, recipe, ctx.args)))
+
+
+@app.command("train-projector", context_settings=RECIPE_ARGS)
+def train_projector_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/pvp_encoder.yaml. "
+                                                                             + RECIPE_HELP)) -> None:
+    """Train the PVP span projector, WGL + pair augmentation (PVPTrainConfig fields)."""
+    from llmie.projection.train_pvp import PVPTrainConfig, train_projector
+
+    typer.echo(str(run_recipe(PVPTrainConfig, train_projector, recipe, ctx.args)))
+
+
+@app.command("sft", context_settings=RECIPE_ARGS)
+def sft_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/transfusion.yaml. "
+                                                               + RECIPE_HELP)) -> None:
+    """Supervised fine-tuning: trl SFTTrainer + LoRA, QLoRA with load_in_4bit (SFTRecipe + trl SFTConfig fields)."""
+    from llmie.train.sft import SFTRecipe, train_sft
+
+    out = run_recipe(SFTRecipe, train_sft, recipe, ctx.args)
+    typer.echo(_summary(out, "llmie_sft.json", ("global_steps", "train_loss", "logged_losses", "linear4bit_layers",
+                                                "rows", "row_kinds", "seconds")))
+
+
+@app.command("dpo", context_settings=RECIPE_ARGS)
+def dpo_cmd(ctx: typer.Context, recipe: Path = typer.Argument(..., help="e.g. recipes/pvp_dpo.yaml. "
+                                                               + RECIPE_HELP)) -> None:
+    """Preference training: trl DPOTrainer + LoRA, from an SFT adapter (DPORecipe + trl DPOConfig fields)."""
     from llmie.schema import LlmieDataError
-    from llmie.train.dpo import load_dpo_recipe, train_dpo
+    from llmie.train.dpo import DPORecipe, train_dpo
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if not recipe.exists():
-        fail(f"{recipe}: no such file")
-    try:
-        out = train_dpo(load_dpo_recipe(recipe, ctx.args))
-    except (ValueError, FileNotFoundError, LlmieDataError) as e:
-        fail(str(e))
-    info = json.loads((out / "llmie_dpo.json").read_text())
-    typer.echo(json.dumps({k: info[k] for k in ("global_steps", "train_loss", "logged_losses", "reward_accuracies",
-                                                "rows", "row_kinds", "reference", "seconds")} | {"out": str(out)}))
+    out = run_recipe(DPORecipe, train_dpo, recipe, ctx.args, (LlmieDataError,))
+    typer.echo(_summary(out, "llmie_dpo.json", ("global_steps", "train_loss", "logged_losses", "reward_accuracies",
+                                                "rows", "row_kinds", "reference", "seconds")))
 
 
 @app.command("export")

@@ -20,7 +20,7 @@ on query,value) plus the head, or full fine-tuning with ``lora: false`` (word em
 unless ``train_embeddings: true``).
 The best dev-AER checkpoint is kept and written with ``save_aligner``.
 
-    python -m llmie.projection.train_binary recipes/binary_aligner.yaml max_steps=20 out=/tmp/al
+    python -m llmie.projection.train_binary recipes/binary_aligner.yaml --max_steps 20 --out /tmp/al
 """
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ import logging
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,28 +46,54 @@ from llmie.projection.binary import (
     pad_batch,
     save_aligner,
 )
+from llmie.train.config import as_dict, coerce, flat_loader, recipe_main
 
 log = logging.getLogger("llmie.train_binary")
 
-DEFAULTS: dict = {
-    "model": "embedded", "layers": None, "marker_id": None,
-    "lora": True, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "lora_targets": ["query", "value"],
-    "train_embeddings": False,
-    "lr": 5e-4, "head_lr": None, "weight_decay": 0.01, "warmup_ratio": 0.06, "batch_size": 16, "max_steps": 300,
-    "max_length": 256, "eval_every": 100, "eval_sents": 6, "log_every": 20, "seed": 13,
-    "pairs": list(PAIRS), "data": None, "train_frac": 0.8, "limit_sents": None, "swap_prob": 0.5, "by_sentence": True,
-    "threshold": 0.5, "head": "sim", "bf16": "auto", "device": "auto", "out": "runs/binary-aligner",
-}
+@dataclass
+class AlignerTrainConfig:
+    """An `llmie train-aligner` recipe (recipes/binary_aligner.yaml; llmie.train.config reads it)."""
+
+    model: str = "embedded"                 # encoder: embedded (multilingual-e5-small), a folder, a hub id
+    layers: int | None = None               # encoder layers kept (None: all)
+    marker_id: int | None = None            # word marker token id (None: the tokenizer's mask token)
+    lora: bool = True                       # LoRA on lora_targets (False: full fine-tuning)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    train_embeddings: bool = False          # full fine-tuning: also train the word embeddings
+    lr: float = 5e-4                        # encoder / LoRA learning rate (AdamW, warmup + linear decay)
+    head_lr: float | None = None            # head learning rate (None: = lr)
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    batch_size: int = 16                    # marked words per step
+    max_steps: int = 300
+    max_length: int = 256                   # pair tokens incl. the markers; longer examples are skipped
+    eval_every: int = 100                   # dev AER every N steps (0: never; model selection)
+    eval_sents: int = 6                     # dev sentences per pair, from the tail of the train split
+    log_every: int = 20
+    seed: int = 13
+    pairs: list[str] = field(default_factory=lambda: list(PAIRS))   # gold alignment files (enfr, roen, ...)
+    data: str | None = None                 # folder of the gold alignments (None: $LLMIE_DATA_DIR/word_alignment)
+    train_frac: float = 0.8                 # the first 80% train; the rest is the held-out bench split, never read
+    limit_sents: int | None = None          # first N training sentences per pair (None: all)
+    swap_prob: float = 0.5                  # per sentence, also the swapped direction
+    by_sentence: bool = True                # a batch = marked words of ONE (sentence, direction)
+    threshold: float = 0.5                  # link probability threshold saved with the aligner
+    head: str = "sim"                       # sim | softmax
+    bf16: str | bool = "auto"               # autocast bf16: auto (when the device has it) | true | false
+    device: str = "auto"                    # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
+    out: str = "runs/binary-aligner"        # aligner folder to write
+
+
+DEFAULTS: dict = asdict(AlignerTrainConfig())   # the flat view (old callers index it); the dataclass is the source
 
 
 # --------------------------------------------------------------------------- recipe
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """DEFAULTS <- the YAML file <- `key=value` overrides (values parsed with yaml.safe_load)."""
-    from llmie.recipe import load_recipe as _load
-
-    return _load(path, overrides, DEFAULTS)
+load_recipe = flat_loader(AlignerTrainConfig)  # (path, overrides) -> the flat dict the trainer takes
 
 
 # --------------------------------------------------------------------------- data
@@ -210,18 +237,9 @@ def _dev_loss(net, examples: list[Example], pad: int, batch_size: int = 32) -> f
     return round(total / max(1, n), 5)
 
 
-def train_binary_aligner(cfg: dict) -> Path:
-    """Train per `cfg` (see DEFAULTS / load_recipe) and write the aligner folder `cfg['out']`; returns it."""
-    from llmie.device import autocast, fast_dtype, resolve_device
-
-    cfg = {**DEFAULTS, **cfg}
-    t_start = time.perf_counter()
-    dev = resolve_device(cfg["device"])   # one process (this trainer has no multi-process path)
-    seed = int(cfg["seed"])
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-
+def trainable_encoder(cfg: dict) -> tuple[Any, Any, int]:
+    """(tokenizer, encoder, marker id) of an encoder trainer's recipe (aligner and PVP projector): LoRA on
+    `lora_targets`, or full fine-tuning with the word embeddings frozen unless `train_embeddings`."""
     tok, enc = load_base(cfg["model"], cfg["layers"])
     marker_id = int(cfg["marker_id"]) if cfg["marker_id"] is not None else default_marker(tok)
     if cfg["lora"]:
@@ -232,8 +250,24 @@ def train_binary_aligner(cfg: dict) -> Path:
                                              target_modules=list(cfg["lora_targets"]), bias="none"))
     else:
         emb = enc.get_input_embeddings()
-        if emb is not None and not cfg["train_embeddings"]:
+        if emb is not None and not cfg.get("train_embeddings", False):
             emb.weight.requires_grad_(False)
+    return tok, enc, marker_id
+
+
+def train_binary_aligner(cfg: AlignerTrainConfig | dict) -> Path:
+    """Train per `cfg` (AlignerTrainConfig or its flat dict) and write the aligner folder `cfg['out']`; returns it."""
+    from llmie.device import autocast, fast_dtype, resolve_device
+
+    cfg = as_dict(coerce(AlignerTrainConfig, cfg))   # a flat dict (tests, eval scripts) is checked
+    t_start = time.perf_counter()
+    dev = resolve_device(cfg["device"])   # one process (this trainer has no multi-process path)
+    seed = int(cfg["seed"])
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+    tok, enc, marker_id = trainable_encoder(cfg)
     net = BinaryAlignModel(enc, marker_id, head=str(cfg["head"])).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head_ids = {id(p) for p in net.head.parameters()}
@@ -329,9 +363,7 @@ def train_binary_aligner(cfg: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmie.recipe import recipe_main
-
-    return recipe_main(sys.argv[1:] if argv is None else argv, DEFAULTS, train_binary_aligner)
+    return recipe_main(sys.argv[1:] if argv is None else argv, AlignerTrainConfig, train_binary_aligner)
 
 
 if __name__ == "__main__":

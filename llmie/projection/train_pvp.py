@@ -8,7 +8,7 @@ swap the roles of source and target with p_b = 0.5, and with p_n = 0.2 replace t
 pair's target (same target language when possible) with all-zero labels. AdamW, linear decay without
 warmup; model selection by exact match on the dev file. LoRA (peft) or full fine-tuning.
 
-    llmie train-projector recipes/pvp_encoder.yaml [key=value ...]
+    llmie train-projector recipes/pvp_encoder.yaml [--key value | key=value ...]
     accelerate launch --multi_gpu --num_processes N $(which llmie) train-projector recipes/pvp_encoder.yaml
 
 Data-parallel under `accelerate launch` (an `accelerate.Accelerator`; one plain process is world size 1 and
@@ -27,35 +27,58 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from llmie.io import read_exp
-from llmie.projection.binary import default_marker, encode_pairs, load_base, pad_batch, save_aligner
+from llmie.projection.binary import encode_pairs, pad_batch, save_aligner
 from llmie.projection.pvp import FORMAT, PVPModel, PVPProjector, span_token_range
 from llmie.projection.words import segment, words_in_span
 from llmie.schema import ProjectionPair
+from llmie.train.config import as_dict, coerce, flat_loader, recipe_main
 
 log = logging.getLogger("llmie.train_pvp")
 
-DEFAULTS: dict = {
-    "model": "embedded", "marker_id": None, "layers": 8, "head_lr": 0.01,
-    "lora": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_targets": ["query", "value"],
-    "lr": 5e-4, "weight_decay": 0.0, "batch_size": 16, "max_steps": 400, "max_length": 256,
-    "wgl_k": 0.5, "p_swap": 0.5, "p_neg": 0.2, "eval_every": 100, "log_every": 20, "seed": 13,
-    "train": [], "dev": [], "dev_limit": 200, "threshold": 0.5,
-    "bf16": "auto", "device": "auto", "out": "runs/pvp-projector",
-}
+@dataclass
+class PVPTrainConfig:
+    """An `llmie train-projector` recipe (recipes/pvp_encoder*.yaml; llmie.train.config reads it)."""
+
+    model: str = "embedded"                 # encoder: embedded (multilingual-e5-small), a folder, a hub id
+    marker_id: int | None = None            # span marker token id (None: the tokenizer's mask token)
+    layers: int = 8                         # encoder layers kept: middle layers align best
+    head_lr: float = 0.01                   # span-similarity head (scale, bias, linear)
+    lora: bool = True                       # LoRA on lora_targets (False: full fine-tuning)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    lr: float = 5e-4                        # encoder / LoRA learning rate (AdamW, linear decay)
+    weight_decay: float = 0.0
+    batch_size: int = 16                    # GLOBAL batch per optimizer step (split over ranks)
+    max_steps: int = 400
+    max_length: int = 256                   # pair tokens; longer points are skipped
+    wgl_k: float = 0.5                      # worst-group loss: back-propagate the top k of per-point losses
+    p_swap: float = 0.5                     # pair augmentation: swap source/target roles
+    p_neg: float = 0.2                      # pair augmentation: another pair's target, all-zero labels
+    eval_every: int = 100                   # dev EM every N steps (0: never; model selection)
+    log_every: int = 20
+    seed: int = 13
+    train: list[str] = field(default_factory=list)   # EXP JSONL files (globs)
+    dev: list[str] = field(default_factory=list)     # EXP JSONL files (globs) for dev EM
+    dev_limit: int = 200                    # dev pairs scored per evaluation
+    threshold: float = 0.5                  # token probability threshold saved with the projector
+    bf16: str | bool = "auto"               # autocast bf16: auto (when the device has it) | true | false
+    device: str = "auto"                    # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
+    out: str = "runs/pvp-projector"         # projector folder to write
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """DEFAULTS <- the YAML file <- `key=value` overrides."""
-    from llmie.recipe import load_recipe as _load
+DEFAULTS: dict = asdict(PVPTrainConfig())   # the flat view (old callers index it); the dataclass is the source
 
-    return _load(path, overrides, DEFAULTS)
+
+load_recipe = flat_loader(PVPTrainConfig)  # (path, overrides) -> the flat dict the trainer takes
 
 
 @dataclass(frozen=True)
@@ -187,14 +210,15 @@ def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
     return 100.0 * dev_hits(projector, pairs) / max(1, len(pairs))
 
 
-def train_projector(cfg: dict) -> Path:
+def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     """Train and save a PVP projector folder; the same code runs alone or as one rank of `accelerate launch`."""
     from accelerate.utils import DataLoaderConfiguration
 
     from llmie.device import accelerator_for
+    from llmie.projection.train_binary import trainable_encoder
     from llmie.train import write_rank_hash
 
-    cfg = {**DEFAULTS, **cfg}
+    cfg = as_dict(coerce(PVPTrainConfig, cfg))   # a flat dict (tests, eval scripts) is checked against the fields
     t_start = time.perf_counter()
     # split_batches: `batch_size` is the global batch, so the prepared scheduler steps once per optimizer step.
     # device: the CPU as before, one GPU (the model is moved here), or accelerate's placement under `launch`
@@ -207,16 +231,7 @@ def train_projector(cfg: dict) -> Path:
             stale.unlink()
     rng = random.Random(int(cfg["seed"]))   # the same on every rank: all ranks draw the same global batches
     torch.manual_seed(int(cfg["seed"]))
-    tok, enc = load_base(cfg["model"], cfg["layers"])
-    marker_id = int(cfg["marker_id"]) if cfg["marker_id"] is not None else default_marker(tok)
-    if cfg["lora"]:
-        from peft import LoraConfig, get_peft_model
-
-        enc = get_peft_model(enc, LoraConfig(r=int(cfg["lora_r"]), lora_alpha=int(cfg["lora_alpha"]),
-                                             lora_dropout=float(cfg["lora_dropout"]),
-                                             target_modules=list(cfg["lora_targets"]), bias="none"))
-    else:
-        enc.get_input_embeddings().weight.requires_grad_(False)
+    tok, enc, marker_id = trainable_encoder(cfg)   # PVP has no train_embeddings: frozen in full fine-tuning
     net = PVPModel(enc, marker_id).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head = list(net.head.parameters())
@@ -322,9 +337,7 @@ def train_projector(cfg: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmie.recipe import recipe_main
-
-    return recipe_main(sys.argv[1:] if argv is None else argv, DEFAULTS, train_projector)
+    return recipe_main(sys.argv[1:] if argv is None else argv, PVPTrainConfig, train_projector)
 
 
 if __name__ == "__main__":

@@ -28,26 +28,28 @@ TASK_TEMPLATE = {"ner": "topro.ner.v1", "pos": "topro.pos.v1"}
 
 @dataclass
 class ToproTrainConfig:
+    """An `llmie topro train` recipe (recipes/topro_ner.yaml, recipes/topro_pos.yaml; llmie.train.config reads it)."""
+
     task: str = "pos"                    # ner | pos
     method: str = "topro"                # topro | vanilla
     model: str = "embedded"              # embedded, a folder, or a hub id (AutoModelForMaskedLM works as is)
     train: str | None = None             # training file (default: UD-EWT train for pos, UNER-EWT dev for ner)
     n_train: int | None = 300            # first N training sentences (None: all)
-    epochs: float = 1.0
+    epochs: float = 1.0                  # passes over the training examples
     max_steps: int | None = None         # stops earlier when reached
-    batch_size: int = 16
-    lr: float = 5e-5
+    batch_size: int = 16                 # examples (prompts) per step
+    lr: float = 1e-4                     # encoder (README numbers, eval/bench_topro.py and the CLI use 1e-4)
     head_lr: float | None = 1e-3         # new parameters (built MLM transform / classifier) learn faster; None: = lr
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_length: int = 128
-    seed: int = 42
+    warmup_ratio: float = 0.1            # linear warmup, then linear decay (AdamW)
+    weight_decay: float = 0.01           # AdamW
+    max_length: int = 128                # tokens per prompt
+    seed: int = 42                       # random seed
     mark: bool = False                   # bracket the target word in the sentence (repeated-word fix)
-    freeze_embeddings: bool = True
+    freeze_embeddings: bool = True       # word embeddings stay frozen (and are not saved)
     template: str | None = None          # default: topro.<task>.v1
     out: str | None = None               # save the model here (None: keep in memory only)
-    log_every: int = 10
-    threads: int = 1
+    log_every: int = 10                  # log the loss every N steps
+    threads: int = 1                     # torch CPU threads
     device: str = "auto"                 # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
 
     def template_name(self) -> str:

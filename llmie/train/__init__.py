@@ -1,7 +1,36 @@
-"""Training runners over trl/peft: `sft` (SFTTrainer + LoRA/QLoRA, recipe YAML) and `export` (merge/keep)."""
+"""Training runners over trl/peft: `sft` (SFTTrainer + LoRA/QLoRA), `dpo` (DPOTrainer) and `export` (merge/keep).
+
+Recipes are dataclasses read by llmie.train.config (YAML < key=value < --key value); `LMRecipe` holds the
+model / peft / data fields sft and dpo share, so the two trainers cannot drift apart.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LMRecipe:
+    """The causal-LM fields of an `llmie sft` / `llmie dpo` recipe; every field of the trainer's trl config
+    (`trainer_config` of the subclass) that the recipe sets, at top level as trl writes them, lands in
+    `trainer` and reaches the trl config unchanged (trl's own defaults apply to the rest)."""
+
+    model: str = "embedded"                 # what llmie.models.resolve_llm accepts: embedded, a folder, a hub id
+    dtype: str = "auto"                     # torch dtype name; auto = bfloat16 on CUDA, float32 on CPU
+    trust_remote_code: bool = False         # passed to from_pretrained (tokenizer and model)
+    load_in_4bit: bool = False              # QLoRA: 4-bit weights (bitsandbytes) + prepare_model_for_kbit_training
+    bnb_4bit_quant_type: str = "nf4"        # nf4 | fp4
+    bnb_4bit_use_double_quant: bool = True  # quantise the quantisation constants too
+    bnb_4bit_compute_dtype: str = "auto"    # dtype of the 4-bit matmuls; auto as `dtype`
+    use_peft: bool = True                   # train a LoRA adapter (False: full fine-tuning)
+    lora_r: int = 16                        # LoRA rank
+    lora_alpha: int = 16                    # LoRA scaling numerator
+    lora_dropout: float = 0.05              # dropout on the LoRA input
+    lora_target_modules: str | list[str] = "all-linear"  # peft target_modules
+    lora_bias: str = "none"                 # peft bias: none | all | lora_only
+    data: dict[str, Any] = field(default_factory=dict)      # train_file or builder (+ its keyword arguments)
+    trainer: dict[str, Any] = field(default_factory=dict)   # the trl config fields the recipe set
 
 
 def write_rank_hash(accelerator, model, out: str | Path) -> Path | None:

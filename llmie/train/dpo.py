@@ -1,6 +1,6 @@
-"""`llmie dpo RECIPE.yaml [key=value ...]`: trl `DPOTrainer` + peft LoRA on prompt/chosen/rejected rows.
+"""`llmie dpo RECIPE.yaml [--key value | key=value ...]`: trl `DPOTrainer` + peft LoRA on prompt/chosen/rejected rows.
 
-Same recipe shape as `llmie sft` (llmie/train/sft.py): one flat YAML mapping of
+Same recipe shape as `llmie sft` (llmie/train/sft.py, fields shared through `llmie.train.LMRecipe`):
 - **trl `DPOConfig` keys** (`beta`, `loss_type`, `learning_rate`, `max_steps`, `max_length`,
   `precompute_ref_log_probs`, ...), passed unchanged (unknown keys are an error);
 - **model / peft keys** as in sft (`model`, `load_in_4bit`, `lora_*`, ...) plus `sft_adapter`;
@@ -22,36 +22,36 @@ data parallelism; add a DeepSpeed/FSDP config with `--config_file` for larger mo
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from llmie.recipe import UNSET as _UNSET, load_trl_recipe, trainer_kwargs, trl_defaults
-from llmie.train import write_rank_hash
-from llmie.train.sft import MODEL_DEFAULTS, load_model
+from llmie.train import LMRecipe, write_rank_hash
+from llmie.train.config import coerce, flat_loader, recipe_main, trainer_kwargs
+from llmie.train.sft import builder_rows, load_peft_model, recipe_rows
 
 log = logging.getLogger("llmie.dpo")
 
-DPO_MODEL_DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, "sft_adapter": None}
+
+@dataclass
+class DPORecipe(LMRecipe):
+    """An `llmie dpo` recipe: the shared model / peft / data fields plus `sft_adapter`; trl `DPOConfig` fields
+    pass through. `data` also takes `limit` (use the first N rows)."""
+
+    trainer_config: ClassVar[str] = "trl:DPOConfig"
+
+    sft_adapter: str | None = None          # an `llmie sft` adapter folder: trained on, frozen copy = reference
 
 
-def defaults() -> dict[str, Any]:
-    from trl import DPOConfig
-
-    return trl_defaults(DPOConfig, DPO_MODEL_DEFAULTS)
+load_dpo_recipe = flat_loader(DPORecipe)  # (path, overrides) -> the flat dict the trainer takes
 
 
-def load_dpo_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
-    return load_trl_recipe(path, overrides, defaults())
-
-
-def dpo_args(cfg: dict[str, Any]) -> dict[str, Any]:
+def dpo_args(cfg: DPORecipe | dict[str, Any]) -> dict[str, Any]:
     """The DPOConfig keyword arguments of a recipe (only keys the recipe set), with CPU defaults."""
-    return trainer_kwargs(cfg, DPO_MODEL_DEFAULTS, "runs/dpo")
+    return trainer_kwargs(coerce(DPORecipe, cfg), "runs/dpo")
 
 
 def load_pairs(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -60,20 +60,7 @@ def load_pairs(data: dict[str, Any]) -> list[dict[str, Any]]:
 
     data = dict(data)
     limit = data.pop("limit", None)
-    if "train_file" in data:
-        from llmie.io import iter_json_lines
-
-        src = str(data.pop("train_file"))
-        rows = [obj for _, obj in iter_json_lines(src)]
-    else:
-        builder = data.pop("builder", None)
-        if not builder:
-            raise ValueError("recipe data section needs train_file or builder")
-        mod, _, fn = str(builder).partition(":")
-        if not mod.startswith("llmie.") or not fn:
-            raise ValueError(f"data.builder {builder!r}: expected 'llmie.<module>:<function>'")
-        src = str(builder)
-        rows = getattr(importlib.import_module(mod), fn)(**data)
+    rows, src = builder_rows(data)
     for i, r in enumerate(rows):
         for k in ("prompt", "chosen", "rejected"):
             if k not in r:
@@ -83,37 +70,16 @@ def load_pairs(data: dict[str, Any]) -> list[dict[str, Any]]:
     return rows[:limit] if limit else rows
 
 
-def train_dpo(cfg: dict[str, Any]) -> Path:
-    """Run one DPO job from a loaded recipe; returns the output folder (adapter + llmie_dpo.json)."""
+def train_dpo(cfg: DPORecipe | dict[str, Any]) -> Path:
+    """Run one DPO job from a recipe (dataclass or flat dict); returns the output folder (adapter + llmie_dpo.json)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     t0 = time.perf_counter()
-    rows = load_pairs(cfg["data"])
-    if not rows:
-        raise ValueError("the data section produced no preference rows")
-    kinds: dict[str, int] = {}
-    for r in rows:
-        kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
+    recipe, cfg, rows, kinds = recipe_rows(DPORecipe, cfg, load_pairs, "preference")
     ds = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
-    args = DPOConfig(**dpo_args(cfg))
-    model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
-    peft_config = None
-    if cfg["sft_adapter"]:
-        from peft import PeftModel
-
-        ad = Path(cfg["sft_adapter"])
-        if not (ad / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"sft_adapter {ad}: not a peft adapter folder (no adapter_config.json)")
-        model = PeftModel.from_pretrained(model, str(ad), is_trainable=True)  # trl copies it to a frozen `ref`
-    elif cfg["use_peft"]:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
-                                 bias=cfg["lora_bias"], target_modules=cfg["lora_target_modules"],
-                                 task_type="CAUSAL_LM")
-    elif cfg["load_in_4bit"]:
-        raise ValueError("load_in_4bit needs use_peft: true or an sft_adapter")
+    args = DPOConfig(**dpo_args(recipe))
+    model, tok, path, peft_config = load_peft_model(cfg, bool(args.gradient_checkpointing))
     trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     result = trainer.train()
     out = Path(args.output_dir)
@@ -137,7 +103,7 @@ def train_dpo(cfg: dict[str, Any]) -> Path:
         "reward_accuracies": [h["rewards/accuracies"] for h in hist if "rewards/accuracies" in h],
         "reward_margins": [h["rewards/margins"] for h in hist if "rewards/margins" in h],
         "seconds": round(time.perf_counter() - t0, 1),
-        "recipe": {k: v for k, v in cfg.items() if v != _UNSET},
+        "recipe": cfg,
     }
     if acc.is_main_process:
         (out / "llmie_dpo.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
@@ -147,10 +113,7 @@ def train_dpo(cfg: dict[str, Any]) -> Path:
     return out
 
 
-if __name__ == "__main__":  # pragma: no cover  (accelerate launch -m llmie.train.dpo RECIPE [k=v ...])
+if __name__ == "__main__":  # pragma: no cover  (accelerate launch -m llmie.train.dpo RECIPE [--key value ...])
     import sys
 
-    argv = sys.argv[1:]
-    recipe = argv.pop(0) if argv and "=" not in argv[0] else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    print(train_dpo(load_dpo_recipe(recipe, argv)))
+    raise SystemExit(recipe_main(sys.argv[1:], DPORecipe, train_dpo))

@@ -1,4 +1,4 @@
-"""`llmie sft RECIPE.yaml [key=value ...]`: trl `SFTTrainer` + peft LoRA, QLoRA when `load_in_4bit: true`.
+"""`llmie sft RECIPE.yaml [--key value | key=value ...]`: trl `SFTTrainer` + peft LoRA, QLoRA when `load_in_4bit: true`.
 
 A recipe is one flat YAML mapping (trl's TrlParser idea), three kinds of keys:
 - **trl `SFTConfig` keys** (`output_dir`, `learning_rate`, `lr_scheduler_type`, `warmup_ratio`,
@@ -8,7 +8,7 @@ A recipe is one flat YAML mapping (trl's TrlParser idea), three kinds of keys:
   what `llmie.models.resolve_llm` does (`embedded` = SmolLM2-135M-Instruct, a folder, a hub id).
 - **`data:`**, llmie's section: `train_file` (JSONL of `prompt`/`completion` or `text` rows) or `builder`
   (`module:function` inside `llmie`, called with the remaining data keys, returning such rows).
-Overrides: `key=value` (YAML-parsed), `data.key=value` for the data section.
+Overrides (llmie.train.config): `key=value`, `--key value`, `--key=value`, `--flag`, `data.key=value`.
 
 Prompt-completion rows give a completion-only loss (trl masks the prompt); TF rows are split at the first
 `result =`. QLoRA = 4-bit NF4 with double quantisation (bitsandbytes; it runs on CPU too, slowly) +
@@ -21,59 +21,73 @@ import importlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from llmie.recipe import UNSET as _UNSET, load_trl_recipe, trainer_kwargs, trl_defaults
-from llmie.train import write_rank_hash
+from llmie.train import LMRecipe, write_rank_hash
+from llmie.train.config import as_dict, coerce, flat_loader, recipe_main, trainer_kwargs
 
 log = logging.getLogger("llmie.sft")
 
-MODEL_DEFAULTS: dict[str, Any] = {
-    "model": "embedded", "dtype": "auto", "trust_remote_code": False,
-    "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-    "bnb_4bit_compute_dtype": "auto",
-    "use_peft": True, "lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.05, "lora_target_modules": "all-linear",
-    "lora_bias": "none",
-    "data": {},
-}
+
+@dataclass
+class SFTRecipe(LMRecipe):
+    """An `llmie sft` recipe: the shared model / peft / data fields; trl `SFTConfig` fields pass through."""
+
+    trainer_config: ClassVar[str] = "trl:SFTConfig"
 
 
-def defaults() -> dict[str, Any]:
-    from trl import SFTConfig
-
-    return trl_defaults(SFTConfig, MODEL_DEFAULTS)
+load_sft_recipe = flat_loader(SFTRecipe)  # (path, overrides) -> the flat dict the trainer takes
 
 
-def load_sft_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """defaults <- YAML <- overrides; `data.k=v` overrides go into the data section."""
-    return load_trl_recipe(path, overrides, defaults())
-
-
-def sft_args(cfg: dict[str, Any]) -> dict[str, Any]:
+def sft_args(cfg: SFTRecipe | dict[str, Any]) -> dict[str, Any]:
     """The SFTConfig keyword arguments of a recipe (only keys the recipe set), with CPU defaults."""
-    return trainer_kwargs(cfg, MODEL_DEFAULTS, "runs/sft")
+    return trainer_kwargs(coerce(SFTRecipe, cfg), "runs/sft")
 
 
-def load_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the data section: `train_file` JSONL or a `builder` function inside llmie."""
+def builder_rows(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """(rows, source) of a data section: `train_file` JSONL or a `builder` (`llmie.<module>:<function>`,
+    called with the remaining data keys); shared by sft and dpo."""
     data = dict(data)
     if "train_file" in data:
         from llmie.io import iter_json_lines
 
-        path = data.pop("train_file")
-        rows = [obj for _, obj in iter_json_lines(path)]
-        for i, r in enumerate(rows):
-            if not (("prompt" in r and "completion" in r) or "text" in r):
-                raise ValueError(f"{path}: row {i + 1} needs prompt+completion or text")
-        return rows
+        src = str(data.pop("train_file"))
+        return [obj for _, obj in iter_json_lines(src)], src
     builder = data.pop("builder", None)
     if not builder:
         raise ValueError("recipe data section needs train_file or builder")
     mod, _, fn = str(builder).partition(":")
     if not mod.startswith("llmie.") or not fn:
         raise ValueError(f"data.builder {builder!r}: expected 'llmie.<module>:<function>'")
-    return getattr(importlib.import_module(mod), fn)(**data)
+    return getattr(importlib.import_module(mod), fn)(**data), str(builder)
+
+
+def load_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Prompt/completion or text rows of the data section (a train_file's rows are checked)."""
+    rows, src = builder_rows(data)
+    if "train_file" in data:
+        for i, r in enumerate(rows):
+            if not (("prompt" in r and "completion" in r) or "text" in r):
+                raise ValueError(f"{src}: row {i + 1} needs prompt+completion or text")
+    return rows
+
+
+def row_kinds(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Rows per `kind` (tf, plain, ...) for the run summary."""
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
+    return kinds
+
+
+def lora_config(cfg: dict[str, Any]):
+    """The peft LoraConfig of a recipe's lora_* fields (causal LM)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
+                      bias=cfg["lora_bias"], target_modules=cfg["lora_target_modules"], task_type="CAUSAL_LM")
 
 
 def _dtype(name: str, cuda: bool):
@@ -113,6 +127,36 @@ def load_model(cfg: dict[str, Any], gradient_checkpointing: bool = False):
     return model, tok, path
 
 
+def recipe_rows(cls: type, cfg: Any, loader: Any, what: str) -> tuple[Any, dict[str, Any], list[dict], dict[str, int]]:
+    """(recipe, its flat view, the data section's rows, rows per kind): how sft and dpo start a run."""
+    recipe = coerce(cls, cfg)
+    flat = as_dict(recipe)
+    rows = loader(flat["data"])
+    if not rows:
+        raise ValueError(f"the data section produced no {what} rows")
+    return recipe, flat, rows, row_kinds(rows)
+
+
+def load_peft_model(cfg: dict[str, Any], gradient_checkpointing: bool = False):
+    """(model, tokenizer, path, peft_config): an `sft_adapter` loaded trainable (dpo; trl copies it to a frozen
+    `ref`), else a fresh LoRA config for the trainer to apply (`use_peft`), else full fine-tuning."""
+    model, tok, path = load_model(cfg, gradient_checkpointing)
+    adapter = cfg.get("sft_adapter")
+    if adapter:
+        from peft import PeftModel
+
+        ad = Path(adapter)
+        if not (ad / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"sft_adapter {ad}: not a peft adapter folder (no adapter_config.json)")
+        return PeftModel.from_pretrained(model, str(ad), is_trainable=True), tok, path, None
+    if cfg["use_peft"]:
+        return model, tok, path, lora_config(cfg)
+    if cfg["load_in_4bit"]:
+        alt = " or an sft_adapter" if "sft_adapter" in cfg else " (4-bit weights cannot be trained directly)"
+        raise ValueError(f"load_in_4bit needs use_peft: true{alt}")
+    return model, tok, path, None
+
+
 def count_4bit(model) -> int:
     """Number of bitsandbytes `Linear4bit` layers (proof that QLoRA really ran 4-bit)."""
     try:
@@ -122,32 +166,18 @@ def count_4bit(model) -> int:
     return sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
-def train_sft(cfg: dict[str, Any]) -> Path:
-    """Run one SFT job from a loaded recipe; returns the output folder (adapter + llmie_sft.json)."""
+def train_sft(cfg: SFTRecipe | dict[str, Any]) -> Path:
+    """Run one SFT job from a recipe (dataclass or flat dict); returns the output folder (adapter + llmie_sft.json)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     t0 = time.perf_counter()
-    rows = load_rows(cfg["data"])
-    if not rows:
-        raise ValueError("the data section produced no training rows")
+    recipe, cfg, rows, kinds = recipe_rows(SFTRecipe, cfg, load_rows, "training")
     cols = ["prompt", "completion"] if "prompt" in rows[0] else ["text"]
-    kinds: dict[str, int] = {}
-    for r in rows:
-        kinds[str(r.get("kind", "row"))] = kinds.get(str(r.get("kind", "row")), 0) + 1
     ds = Dataset.from_list([{c: r[c] for c in cols} for r in rows])
-    args = SFTConfig(**sft_args(cfg))
-    model, tok, path = load_model(cfg, bool(args.gradient_checkpointing))
+    args = SFTConfig(**sft_args(recipe))
+    model, tok, path, peft_config = load_peft_model(cfg, bool(args.gradient_checkpointing))
     n4 = count_4bit(model)
-    peft_config = None
-    if cfg["use_peft"]:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
-                                 bias=cfg["lora_bias"], target_modules=cfg["lora_target_modules"],
-                                 task_type="CAUSAL_LM")
-    elif cfg["load_in_4bit"]:
-        raise ValueError("load_in_4bit needs use_peft: true (4-bit weights cannot be trained directly)")
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     result = trainer.train()
     out = Path(args.output_dir)
@@ -162,7 +192,7 @@ def train_sft(cfg: dict[str, Any]) -> Path:
         "completion_only_loss": cols == ["prompt", "completion"] and args.completion_only_loss is not False,
         "global_steps": trainer.state.global_step, "train_loss": result.training_loss, "logged_losses": losses,
         "seconds": round(time.perf_counter() - t0, 1),
-        "recipe": {k: v for k, v in cfg.items() if v != _UNSET},
+        "recipe": cfg,
     }
     (out / "llmie_sft.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     log.info("SFT done: %d steps, train loss %.4f, %d Linear4bit layers -> %s", trainer.state.global_step,
@@ -171,10 +201,7 @@ def train_sft(cfg: dict[str, Any]) -> Path:
     return out
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover  (accelerate launch -m llmie.train.sft RECIPE [--key value ...])
     import sys
 
-    argv = sys.argv[1:]
-    path = argv.pop(0) if argv and "=" not in argv[0] else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    print(train_sft(load_sft_recipe(path, argv)))
+    raise SystemExit(recipe_main(sys.argv[1:], SFTRecipe, train_sft))
