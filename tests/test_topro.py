@@ -115,6 +115,43 @@ def test_encoder_topro_training_lowers_loss(data_dir):
     assert en["cost"]["prompts"] == en["cost"]["words"] and 0 <= en["token_weighted_f1"] <= 100
 
 
+def test_class_weights_rules():
+    from llmie.topro.train import class_weights
+
+    counts = {"B-PER": 10, "I-PER": 0, "O": 90}
+    assert class_weights(counts, "none") == [1.0, 1.0, 1.0]
+    bal = class_weights(counts, "balanced")  # n/(k*c): 100/20=5, 100/180=0.556; mean over seen labels = 1
+    assert bal[0] == pytest.approx(5 / ((5 + 100 / 180) / 2)) and bal[2] == pytest.approx((100 / 180) / ((5 + 100 / 180) / 2))
+    assert bal[1] == max(bal)  # a label never seen in training gets the largest weight, not a division by zero
+    sq = class_weights(counts, "sqrt")
+    assert sq[0] / sq[2] == pytest.approx((bal[0] / bal[2]) ** 0.5)  # milder than balanced
+    with pytest.raises(ValueError, match="class_weight"):
+        class_weights(counts, "inverse")
+
+
+@pytest.mark.slow
+def test_ner_o_subsampling_and_weights_recorded(tmp_path, data_dir):
+    """o_keep draws every entity prompt and that share of O prompts per epoch; the model folder records it."""
+    from llmie.topro.train import ToproTrainConfig, load, train
+
+    out = tmp_path / "m"
+    t = train(ToproTrainConfig(task="ner", n_train=40, max_steps=2, batch_size=8, o_keep=0.2, class_weight="sqrt",
+                               log_every=0, out=str(out)), data_dir)
+    imb = t.log["imbalance"]
+    n_o = imb["tag_counts"]["O"]
+    n_ent = sum(v for k, v in imb["tag_counts"].items() if k != "O")
+    assert n_o > 5 * n_ent > 0  # the imbalance is real in UNER English
+    assert t.log["examples"] == n_o + n_ent
+    assert t.log["examples_per_epoch"] == n_ent + round(0.2 * n_o)
+    w = dict(zip(t.labels, imb["weights"]))
+    assert w["O"] < min(v for k, v in w.items() if k != "O")
+    meta = json.loads((out / "topro.json").read_text())
+    assert meta["imbalance"]["o_keep"] == 0.2 and meta["imbalance"]["class_weight"] == "sqrt"
+    assert load(out, device="cpu").method == "topro"
+    with pytest.raises(ValueError, match="o_keep"):
+        train(ToproTrainConfig(task="ner", n_train=2, max_steps=1, o_keep=0.0), data_dir)
+
+
 @pytest.mark.slow
 def test_native_masked_lm_head_used_as_is(tmp_path, e5_tok):
     """Any *ForMaskedLM checkpoint keeps its own head (tiny random BERT: a unit test, not a result)."""

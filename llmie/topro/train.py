@@ -51,6 +51,8 @@ class ToproTrainConfig:
     log_every: int = 10                  # log the loss every N steps
     threads: int = 1                     # torch CPU threads
     device: str = "auto"                 # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
+    o_keep: float = 1.0                  # TOPRO: share of `O` word prompts kept, redrawn each epoch (NER: ~90% are O)
+    class_weight: str = "none"           # none | sqrt | balanced: cross-entropy weights from the training tag counts
 
     def template_name(self) -> str:
         return self.template or TASK_TEMPLATE[self.task]
@@ -153,6 +155,9 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
         raise ValueError(f"unknown task {cfg.task!r}; expected ner or pos")
     if cfg.method not in ("topro", "vanilla"):
         raise ValueError(f"unknown method {cfg.method!r}; expected topro or vanilla")
+    if not 0.0 < cfg.o_keep <= 1.0:
+        raise ValueError(f"o_keep must be in (0, 1], got {cfg.o_keep}")
+    class_weights({}, cfg.class_weight)  # an unknown kind fails here, before the model loads
     dev = resolve_device(cfg.device)
     torch.set_num_threads(max(1, cfg.threads))
     random.seed(cfg.seed)
@@ -185,7 +190,27 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
             model.get_input_embeddings().weight.requires_grad_(False)
         examples = list(range(len(sents)))
     model.to(dev)
-    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    counts = _tag_counts(tags, labels)
+    weight = class_weights(counts, cfg.class_weight)
+    w_dev = torch.tensor(weight, dtype=torch.float, device=dev) if cfg.class_weight != "none" else None
+    o_id = lab2id.get("O")
+    rng = random.Random(cfg.seed)
+    if cfg.method == "topro" and cfg.o_keep < 1.0 and o_id is not None:
+        keep_all = [i for i in examples if y_all[i] != o_id]
+        o_pool = [i for i in examples if y_all[i] == o_id]
+        n_o = max(1, round(cfg.o_keep * len(o_pool))) if o_pool else 0
+
+        def epoch_examples() -> list[int]:  # every entity prompt, a fresh draw of O prompts
+            ex = keep_all + rng.sample(o_pool, n_o)
+            rng.shuffle(ex)
+            return ex
+        n_epoch = len(keep_all) + n_o
+    else:
+        def epoch_examples() -> list[int]:  # reshuffled in place each epoch (as before o_keep existed)
+            rng.shuffle(examples)
+            return examples
+        n_epoch = len(examples)
+    steps_per_epoch = math.ceil(n_epoch / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -206,20 +231,24 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
     step, t0 = 0, time.perf_counter()
     n_seen = 0
     while step < total:
-        random.shuffle(examples)
-        for b in range(0, len(examples), cfg.batch_size):
+        ex = epoch_examples()
+        for b in range(0, len(ex), cfg.batch_size):
             if step >= total:
                 break
-            idx = examples[b:b + cfg.batch_size]
+            idx = ex[b:b + cfg.batch_size]
             if cfg.method == "topro":
                 enc = encode_prompts(tok, template, [prompts[i] for i in idx], cfg.max_length)
                 y = torch.tensor([y_all[i] for i in idx], device=dev)
                 logits = model(**to_device(enc, dev))
-                loss = torch.nn.functional.cross_entropy(logits, y)  # CE over the label words only
+                loss = torch.nn.functional.cross_entropy(logits, y, weight=w_dev)  # CE over the label words only
             else:
                 enc, _ = encode_words(tok, [sents[i] for i in idx], [[lab2id[t] for t in tags[i]] for i in idx],
                                       cfg.max_length)
-                loss = model(**to_device(enc, dev)).loss
+                enc = to_device(enc, dev)
+                y = enc.pop("labels")
+                logits = model(**enc).logits
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                         weight=w_dev, ignore_index=-100)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -233,13 +262,44 @@ def train(cfg: ToproTrainConfig, data: Path | None = None) -> Trained:
                          sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]), time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     info = {"config": asdict(cfg), "model_path": path, "train_file": str(train_file), "sentences": len(sents),
-            "examples": len(examples), "steps": step, "examples_seen": n_seen, "seconds": round(seconds, 1),
+            "examples": len(examples), "examples_per_epoch": n_epoch, "steps": step, "examples_seen": n_seen, "seconds": round(seconds, 1),
             "loss_first10": _mean(losses[:10]), "loss_last10": _mean(losses[-10:]), "template": template.name,
-            "verbalizer": verb.as_dict() if verb else None, "labels": labels}
+            "verbalizer": verb.as_dict() if verb else None, "labels": labels,
+            "imbalance": {"o_keep": cfg.o_keep, "class_weight": cfg.class_weight, "tag_counts": counts,
+                          "weights": [round(w, 4) for w in weight]}}
     out = Trained(cfg.method, model, tok, template, labels, verb, cfg.mark, cfg.max_length, losses, info)
     if cfg.out:
         save(out, Path(cfg.out))
     return out
+
+
+def _tag_counts(tags: Sequence[Sequence[str]], labels: Sequence[str]) -> dict[str, int]:
+    counts = {l: 0 for l in labels}
+    for row in tags:
+        for t in row:
+            counts[t] += 1
+    return counts
+
+
+def class_weights(counts: dict[str, int], kind: str) -> list[float]:
+    """Cross-entropy weight per label (label order of ``counts``), mean 1 over the labels seen.
+
+    ``balanced`` = n / (k * count) (sklearn's rule), ``sqrt`` its square root (milder: rare B-/I- words
+    are up-weighted without making every uncertain word an entity); unseen labels get the largest weight."""
+    if kind == "none":
+        return [1.0] * len(counts)
+    if kind not in ("balanced", "sqrt"):
+        raise ValueError(f"class_weight must be none, sqrt or balanced, got {kind!r}")
+    seen = {l: c for l, c in counts.items() if c > 0}
+    if not seen:
+        return [1.0] * len(counts)
+    n, k = sum(seen.values()), len(seen)
+    raw = {l: n / (k * c) for l, c in seen.items()}
+    if kind == "sqrt":
+        raw = {l: math.sqrt(v) for l, v in raw.items()}
+    mean = sum(raw.values()) / k
+    top = max(raw.values()) / mean
+    return [raw[l] / mean if l in raw else top for l in counts]
 
 
 def _mean(xs: Sequence[float]) -> float | None:
@@ -270,7 +330,8 @@ def save(t: Trained, out: Path) -> Path:
             "labels": t.labels, "mark": t.mark, "max_length": t.max_length,
             "base": cfg.get("model", t.log.get("model_path")), "base_path": t.log.get("model_path"),
             "frozen_word_embeddings": frozen, "head": getattr(t.model, "head_kind", "token-classification"),
-            "verbalizer": t.verbalizer.as_dict() if t.verbalizer else None}
+            "verbalizer": t.verbalizer.as_dict() if t.verbalizer else None,
+            "imbalance": t.log.get("imbalance")}   # how the O imbalance was handled in training (o_keep, weights)
     (out / "topro.json").write_text(json.dumps(meta, indent=1))
     (out / "train_log.json").write_text(json.dumps({**t.log, "losses": [round(x, 5) for x in t.losses]}, indent=1))
     t.path = out
