@@ -23,6 +23,14 @@ if [ "${LLMIE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null && [ "$(id
    && ! command -v apertium >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq apertium apertium-eng-spa >/dev/null) || echo "apertium not installed (optional)"
 fi
+# More English->X apertium pairs for PVP synthetic data (optional, one by one so a missing one skips only itself):
+# eng-cat, en-gl, eo-en (both ways), hbs-eng (eng-hbs). isl-eng, mkd-eng, eu-en are X->English only: not used.
+if [ "${LLMIE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null && [ "$(id -u)" = "0" ] \
+   && command -v apertium >/dev/null; then
+  for p in apertium-eng-cat apertium-en-gl apertium-eo-en apertium-hbs-eng; do
+    apt-get install -y -qq "$p" >/dev/null 2>&1 || echo "$p not installed (optional)"
+  done
+fi
 # Debian chromium: the headless browser the `llmie report` test renders the page in (optional, same rules).
 if [ "${LLMIE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null && [ "$(id -u)" = "0" ] \
    && ! command -v chromium >/dev/null; then

@@ -47,7 +47,7 @@ def parse_mode(mode: str) -> tuple[str, str] | None:
         return None
     try:
         return lang3(parts[0].split("_")[0]), lang3(parts[1].split("_")[0])
-    except ValueError:
+    except (ValueError, LookupError):  # e.g. hbs's transliteration mode `Cyrl-Latn` is no language pair
         return None
 
 

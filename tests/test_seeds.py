@@ -1,0 +1,68 @@
+"""Seed span kinds from real UD English-EWT train trees, and the English->X apertium pairs on a real sentence."""
+from __future__ import annotations
+
+import pytest
+
+from llmie.datasets import ud_en
+
+
+def _trees(n: int = 30):
+    from llmie.projection.seeds import read_trees
+
+    p = ud_en("train")
+    if not p.exists():
+        pytest.skip(f"{p} missing (set LLMIE_DATA_DIR)")
+    trees = read_trees(p, limit=n)
+    return {t.id.rsplit("-", 1)[-1]: t for t in trees[:40]}, trees
+
+
+def _spans(t):
+    from llmie.projection.seeds import candidates
+
+    return {(k, t.text[t.offsets[a][0]:t.offsets[b][1]]) for (a, b), k in candidates(t).items()}
+
+
+def test_seed_kinds_on_real_train_sentences():
+    trees = _trees()[0]
+    assert {("ARG", "American forces"), ("COMPOUND", "the mosque"), ("NP", "the Syrian border")} <= _spans(trees["0001"])
+    assert ("NUM", "2 officials") in _spans(trees["0004"])
+    assert {("NP", "an investment firm"), ("COMPOUND", "investment firm")} <= _spans(trees["0006"])
+    assert {("NUM", "80 percent"), ("COMPOUND", "police commander")} <= _spans(trees["0012"])
+    assert ("NUM", "Two hundred members") in _spans(trees["0024"])
+    assert ("ARG", "The Iraqi High Electoral Commission") in _spans(trees["0026"])  # 5 words: the limit
+
+
+def test_seed_docs_offsets_kinds_and_no_overlap():
+    from llmie.projection.seeds import KINDS, mix, seeds_from_tree
+
+    docs = [d for d in (seeds_from_tree(t) for t in _trees(200)[1]) if d]
+    assert len(docs) > 150
+    for d in docs:
+        assert 1 <= len(d.spans) <= 2
+        assert all(d.text[s.start:s.end] == s.text and s.label in KINDS for s in d.spans)
+        assert all(a.end <= b.start for a, b in zip(d.spans, d.spans[1:]))
+    m = mix(docs)
+    assert set(m) >= {"NP", "COMPOUND", "NUM", "ARG"}, m
+
+
+def test_test_file_is_refused():
+    from llmie.projection.seeds import ud_seed_docs
+
+    p = ud_en("test")
+    if not p.exists():
+        pytest.skip(f"{p} missing")
+    with pytest.raises(ValueError, match="test split"):
+        ud_seed_docs(p)
+
+
+@pytest.mark.parametrize("tgt,word", [("cat", "factura"), ("glg", "factura"), ("epo", "marto"), ("spa", "factura")])
+def test_apertium_english_pairs(tgt, word):
+    from llmie.mt import ApertiumTranslator
+
+    tr = ApertiumTranslator()
+    if not tr.available():
+        pytest.skip("the `apertium` binary is missing (apt-get install -y apertium)")
+    if ("eng", tgt) not in tr.pairs():
+        pytest.skip(f"apertium eng->{tgt} not installed (scripts/setup.sh installs it as an optional extra)")
+    out = tr.translate(["The service charge was added to the bill on 12 March 2004."], "en", tgt)
+    assert word in out[0].lower(), out
