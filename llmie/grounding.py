@@ -4,7 +4,11 @@ Order: exact (leftmost occurrence not used yet) -> normalised (NFKD + casefold +
 collapsed, so tone marks in another normal form, case and spacing differences still match; then the
 same without combining marks, for outputs that drop Yoruba tone marks or accents) ->
 fuzzy (rapidfuzz `partial_ratio_alignment` on the normalised strings, score >= threshold) ->
-`unaligned` (kept with null offsets and counted, never dropped). Works on text without spaces.
+`unaligned` (null offsets, counted). Works on text without spaces.
+
+What happens to an unaligned span is decided in one place, `admit()`: a string the model did not take from
+the text is not an answer, so it is dropped by default (counted, the string kept in `meta.dropped_unaligned`);
+`keep_unaligned=True` keeps it with null offsets. MASSIE extraction and TransFusion both call it.
 """
 from __future__ import annotations
 
@@ -119,6 +123,14 @@ def _wordish(ch: str) -> bool:
         return False
     name = unicodedata.name(ch, "")
     return not any(k in name for k in ("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR"))
+
+
+def admit(g: Grounded, keep_unaligned: bool, dropped: list[dict[str, str]]) -> bool:
+    """The one unaligned rule: True when `g` goes into the predictions; a dropped span is logged in `dropped`."""
+    if g.status != "unaligned" or keep_unaligned:
+        return True
+    dropped.append({"label": g.span.label, "text": g.span.text})
+    return False
 
 
 def ground_all(text: str, predictions: Sequence[tuple[str, str]], fuzzy_threshold: float = 85.0) -> list[Grounded]:

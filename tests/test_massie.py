@@ -66,7 +66,7 @@ def test_merge_windows_and_batches_into_one_grounded_document():
     parts = [((0, len(doc.text)), Parsed("ok", [("PER", ("Ade",)), ("LOC", ("Kano",))]), None),
              ((0, len(doc.text)), Parsed("ok", [("DATE", ("Monday",)), ("LOC", ("Abuja",))]), None),
              ((0, len(doc.text)), Parsed("invalid", error="x"), None)]
-    out = to_document(doc, "ner", parts, "massie.ner.v1")
+    out = to_document(doc, "ner", parts, "massie.ner.v1", keep_unaligned=True)
     assert [(s.label, s.text, s.start) for s in out.spans] == [("PER", "Ade", 0), ("LOC", "Kano", 14),
                                                                ("DATE", "Monday", 31), ("LOC", "Abuja", None)]
     assert out.meta["alignment_status"] == ["exact", "exact", "exact", "unaligned"]
@@ -89,3 +89,55 @@ def test_truncated_answer_is_closed_after_its_last_complete_value():
     rel = parse_answer('{"employer": [{"head": "Ann", "tail": "Volvo"}, {"head": "Bo", "ta', "re", ["employer"])
     assert rel.status == "truncated" and rel.items == [("employer", ("Ann", "Volvo"))]
     assert parse_answer('{"PER": [', "ner", ["PER"]).status == "invalid"
+
+
+def _ground(raw: str, text: str, labels: list[str], task: str = "ner", **kw):
+    """The real answer path of extract(): raw model answer -> parse_answer -> to_document (grounding)."""
+    doc = Document(id="d", text=text)
+    return to_document(doc, task, [((0, len(text)), parse_answer(raw, task, labels), None)], "massie.ner.v1", **kw)
+
+
+def test_copied_demo_entity_is_dropped_and_counted_by_default():
+    text = "Musa Ibrahim flew from Kano to Abuja."  # the demo's "Ahmed Musa" / "FC Lagos" are not in it
+    raw = '{"PER": ["Ahmed Musa", "Musa Ibrahim"], "ORG": ["FC Lagos"], "LOC": ["Kano"]}'
+    out = _ground(raw, text, ["PER", "ORG", "LOC"])
+    assert [(s.label, s.text) for s in out.spans] == [("PER", "Musa Ibrahim"), ("LOC", "Kano")]
+    assert all(s.start is not None for s in out.spans) and out.meta["alignment_status"] == ["exact", "exact"]
+    assert out.meta["counts"]["unaligned"] == 2
+    assert out.meta["dropped_unaligned"] == [{"label": "PER", "text": "Ahmed Musa"}, {"label": "ORG", "text": "FC Lagos"}]
+    kept = _ground(raw, text, ["PER", "ORG", "LOC"], keep_unaligned=True)
+    assert [(s.label, s.text, s.start) for s in kept.spans] == [("PER", "Ahmed Musa", None), ("PER", "Musa Ibrahim", 0),
+                                                                ("ORG", "FC Lagos", None), ("LOC", "Kano", 23)]
+    assert kept.meta["counts"]["unaligned"] == 2 and kept.meta["dropped_unaligned"] == []
+
+
+def test_dropped_head_drops_its_relation_and_dropped_trigger_its_event():
+    rel = _ground('{"employer": [{"head": "Ahmed Musa", "tail": "Shell"}, {"head": "Ada", "tail": "Shell"}]}',
+                  "Ada works for Shell.", ["employer"], "re")
+    assert [(rel.spans[r.head].text, rel.spans[r.tail].text) for r in rel.relations] == [("Ada", "Shell")]
+    assert rel.meta["counts"]["unaligned"] == 1
+    ev = _ground('{"Attack": [{"trigger": "bombed", "arguments": [{"role": "target", "argument": "town"}]},'
+                 ' {"trigger": "attacked", "arguments": [{"role": "target", "argument": "town"}]}]}',
+                 "The army attacked the town.", ["Attack"], "ee")
+    assert [(ev.spans[e.trigger].text, [(r, ev.spans[a].text) for r, a in e.arguments]) for e in ev.events] \
+        == [("attacked", [("target", "town")])]
+    assert ev.meta["dropped_unaligned"] == [{"label": "Attack", "text": "bombed"}]
+
+
+def test_transfusion_uses_the_same_unaligned_rule():
+    from llmie.backends.base import GenResult
+    from llmie.schema import Label, Schema
+    from llmie.transfusion.pipeline import extract_tf
+
+    class Scripted:  # a scripted backend (DESIGN §6): the answer below goes through the real parse + grounding
+        def generate(self, reqs, progress=False):
+            return [GenResult(text='[\n    Person(span="Ahmed Musa"),\n    Person(span="Ada"),\n]',
+                              finish_reason="stop") for _ in reqs]
+
+    schema = Schema(task="ner", labels=[Label(name="PER")])
+    docs = [Document(id="d", text="Ada went home.", lang="en")]
+    out = extract_tf(docs, schema, backend=Scripted(), method="plain")[0]
+    kept = extract_tf(docs, schema, backend=Scripted(), method="plain", keep_unaligned=True)[0]
+    assert out.meta["counts"]["unaligned"] == kept.meta["counts"]["unaligned"]
+    assert [s.text for s in kept.spans if s.start is None] == [d["text"] for d in out.meta["dropped_unaligned"]]
+    assert all(s.start is not None for s in out.spans)

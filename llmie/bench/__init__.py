@@ -39,6 +39,7 @@ class EvalConfig:
     device: str = "auto"              # encoders: auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
     best_run: bool = True
     elision: bool = False
+    keep_unaligned: bool = False      # masakhaner/uner massie: keep spans not grounded in the text
     progress: Callable[[str, int], None] | None = None
 
 

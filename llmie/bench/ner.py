@@ -1,7 +1,7 @@
 """`llmie eval --bench masakhaner|uner`: MASSIE-style extraction scored with LF1 and exact F1 per language.
 
 Predictions are appended per batch as they finish and a rerun with the same `--out` continues;
-parse failures, unaligned spans and backend errors are counted, never hidden.
+parse failures, unaligned spans (found, and dropped unless kept) and backend errors are counted, never hidden.
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
                 progress(lang, len(preds))
         seconds = time.perf_counter() - t0
         samples, lower, counts = [], [], {"invalid": 0, "truncated": 0, "unaligned": 0, "dropped_labels": 0,
-                                          "errors": 0, "requests": 0}
+                                          "errors": 0, "requests": 0, "dropped_unaligned": 0}
         gtags, ptags = [], []
         for g in gold:
             p = done[g.id]
@@ -97,6 +97,7 @@ def run_ner_bench(bench: str, extract_fn: Callable[[list[Document]], list[Docume
             lower.append(score_items(_lowered(g, labels), None if invalid else _lowered(p, labels)))
             for k, v in p.meta.get("counts", {}).items():
                 counts[k] = counts.get(k, 0) + v
+            counts["dropped_unaligned"] += len(p.meta.get("dropped_unaligned") or [])  # found - dropped = kept
             offs = [tuple(o) for o in g.meta["token_offsets"]]
             gtags.append(spans_to_bio(offs, g.spans))
             ptags.append(spans_to_bio(offs, [s for s in p.spans if s.start is not None]))
@@ -126,11 +127,12 @@ def markdown(res: dict[str, Any]) -> str:
     extra = [k for k in ("rejected", "hallucinated") if any(k in v for v in res["langs"].values())]
     lines = [f"# {res['bench']} ({res['split']}): method `{res['method']}`, model `{res['model']}`", "",
              "| lang | n | LF1 | exact F1 | GoLLIE F1 | seqeval F1 | invalid answers | truncated (repaired) | "
-             "unaligned spans | errors |" + "".join(f" {k} |" for k in extra),
+             "unaligned spans (dropped) | errors |" + "".join(f" {k} |" for k in extra),
              "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(extra)]
     for lang, v in res["langs"].items():
         lines.append(f"| {lang} | {v['n']} | {v['lf1']:.2f} | {v['f1']:.2f} | {v.get('gollie_f1', 0):.2f} | "
-                     f"{v['seqeval_f1']:.2f} | {v['invalid']}/{v['requests']} | {v['truncated']} | {v['unaligned']} | "
+                     f"{v['seqeval_f1']:.2f} | {v['invalid']}/{v['requests']} | {v['truncated']} | {v['unaligned']} "
+                     f"({v.get('dropped_unaligned', 0)}) | "
                      f"{v['errors']} |" + "".join(f" {v.get(k, 0)} |" for k in extra))
     a = res["avg"]
     lines.append(f"| **avg (weighted)** | | **{a['lf1']:.2f}** | **{a['f1']:.2f}** | **{a.get('gollie_f1', 0):.2f}** | "

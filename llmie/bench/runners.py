@@ -73,8 +73,9 @@ def _massie(cfg: EvalConfig, bench: str) -> dict[str, Any]:
     schema = load_schema(bench)
     be = _backend(cfg)
     try:
-        return run_ner_bench(bench, lambda docs: extract(docs, schema, backend=be), root, cfg.out, cfg.langs,
-                             cfg.split, cfg.limit, method="massie", model=cfg.model, progress=cfg.progress)
+        return run_ner_bench(bench, lambda docs: extract(docs, schema, backend=be, keep_unaligned=cfg.keep_unaligned), root, cfg.out, cfg.langs,
+                             cfg.split, cfg.limit, method="massie", model=cfg.model, progress=cfg.progress,
+                             extra={"keep_unaligned": cfg.keep_unaligned})
     finally:
         be.close()
 

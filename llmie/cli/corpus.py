@@ -95,6 +95,9 @@ def extract_cmd(task: str = typer.Option("ner", "--task", help="ner | re | sf | 
                                                                          "template.yaml) or a template YAML."),
             constrained: bool = typer.Option(True, "--constrained/--no-constrained",
                                              help="JSON-schema constrained decoding."),
+            keep_unaligned: bool = typer.Option(False, "--keep-unaligned", help="Keep predicted spans not found "
+                                                "in the text (null offsets); default: dropped, listed in "
+                                                "meta.dropped_unaligned."),
             chunk: int = typer.Option(64, "--chunk", help="Documents per backend call (results saved per chunk); "
                                                           "ray: documents per shard."),
             engine: str = ENGINE_OPT, address: Optional[str] = ADDRESS_OPT, workers: int = WORKERS_OPT,
@@ -118,16 +121,18 @@ def extract_cmd(task: str = typer.Option("ner", "--task", help="ner | re | sf | 
         template = str(prompt / "template.yaml" if prompt.is_dir() else prompt)
         if not Path(template).exists():
             fail(f"{template}: no such prompt template")
-    job = extract_job(schema, backend, model, api_base, template, constrained)
+    job = extract_job(schema, backend, model, api_base, template, constrained, keep_unaligned=keep_unaligned)
     st = _run(job, docs, out, "extracting", engine=engine, chunk=max(1, chunk), workers=workers, address=address,
               num_gpus=gpus)
-    n_spans = n_unaligned = n_invalid = 0
+    n_spans = n_unaligned = n_dropped = n_invalid = 0
     for line in out.read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
         n_spans += len(d.get("spans", []))
         n_unaligned += (d["meta"].get("counts") or {}).get("unaligned", 0)
+        n_dropped += len(d["meta"].get("dropped_unaligned") or [])
         n_invalid += d["meta"].get("parse_status") == "invalid"
-    typer.echo(json.dumps(st | {"spans": n_spans, "unaligned": n_unaligned, "invalid_answers": n_invalid}))
+    typer.echo(json.dumps(st | {"spans": n_spans, "unaligned": n_unaligned, "dropped_unaligned": n_dropped,
+                                "invalid_answers": n_invalid}))
 
 
 @app.command("synth")

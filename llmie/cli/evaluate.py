@@ -38,6 +38,8 @@ def eval_cmd(bench: str = typer.Option(..., "--bench", help="exp | align | masak
           max_tokens: int = typer.Option(256, "--max-tokens", help="plain/transfusion: generation budget."),
           best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
           elision: bool = typer.Option(False, "--elision", help=ELISION_HELP),
+          keep_unaligned: bool = typer.Option(False, "--keep-unaligned", help="masakhaner/uner massie: keep "
+                                              "predicted spans not found in the text (default: dropped, counted)."),
           device: str = DEVICE_OPT) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""
     from rich.progress import Progress
@@ -55,7 +57,7 @@ def eval_cmd(bench: str = typer.Option(..., "--bench", help="exp | align | masak
                      files=files, adversarial=adversarial, batch_size=batch_size, langs=split_list(langs), split=split,
                      backend=backend, api_base=api_base, adapter=adapter, translator=translator,
                      translations=translations, max_tokens=max_tokens, best_run=best_run, elision=elision,
-                     device=device)
+                     device=device, keep_unaligned=keep_unaligned)
     with Progress(transient=True) as prog:
         task = prog.add_task(f"{bench} ({method or b.default_method})", total=None)
         cfg.progress = lambda key, n: prog.update(task, advance=n, description=f"{bench} {key}")

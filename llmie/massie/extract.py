@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmie.grounding import Grounder
+from llmie.grounding import Grounder, admit
 from llmie.massie.parse import Parsed, parse_answer
 from llmie.massie.prompt import batch_labels, load_template, messages, output_schema, schema_for
 from llmie.schema import Document, Event, Relation, Schema, Span
@@ -62,17 +62,21 @@ def build_requests(docs: Sequence[Document], schema: Schema, template: str | Non
 
 
 def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Parsed, Any]],
-                template: str) -> Document:
-    """Merge the parsed answers of a document's (window, batch) requests into one grounded prediction."""
+                template: str, keep_unaligned: bool = False) -> Document:
+    """Merge the parsed answers of a document's (window, batch) requests into one grounded prediction.
+
+    Unaligned spans are counted (`counts.unaligned`) and, unless `keep_unaligned`, dropped (`meta.dropped_unaligned`);
+    a relation or event whose head/tail/trigger was dropped goes with it (an event's arguments too)."""
     spans: list[Span] = []
     status: list[str] = []
     relations: list[Relation] = []
     events: list[Event] = []
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple, int | None] = {}
+    dropped: list[dict[str, str]] = []
     counts = {"requests": len(parts), "invalid": 0, "truncated": 0, "dropped_labels": 0, "unaligned": 0, "errors": 0}
     finish: dict[str, int] = {}
 
-    def add(label: str, value: str, g: Grounder, off: int, dedupe: bool) -> int:
+    def add(label: str, value: str, g: Grounder, off: int, dedupe: bool) -> int | None:
         r = g.ground(label, value)
         sp = r.span
         if sp.start is not None:
@@ -80,9 +84,12 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
         key = (label, sp.start, sp.end) if sp.start is not None else (label, None, sp.text)
         if dedupe and key in seen:
             return seen[key]
+        counts["unaligned"] += r.status == "unaligned"
+        if not admit(r, keep_unaligned, dropped):
+            seen[key] = None
+            return None
         spans.append(sp)
         status.append(r.status)
-        counts["unaligned"] += r.status == "unaligned"
         seen[key] = len(spans) - 1
         return len(spans) - 1
 
@@ -103,20 +110,28 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
         elif task == "re":
             g = Grounder(text, reuse=True)
             for label, (head, tail) in parsed.items:
-                relations.append(Relation(head=add("head", head, g, a, True), tail=add("tail", tail, g, a, True),
-                                          label=label))
+                h, t = add("head", head, g, a, True), add("tail", tail, g, a, True)
+                if h is not None and t is not None:
+                    relations.append(Relation(head=h, tail=t, label=label))
         else:  # ee: items come as trigger, then its arguments
             g = Grounder(text, reuse=True)
+            open_type: str | None = None  # type of the last trigger; its event is events[-1] unless it was dropped
+            open_ok = False
             for route, (value,) in parsed.items:
                 if route[0] == "trigger":
-                    events.append(Event(trigger=add(route[1], value, g, a, True), type=route[1]))
-                elif events and events[-1].type == route[1]:
-                    events[-1].arguments.append((route[2], add(route[2], value, g, a, True)))
+                    trig = add(route[1], value, g, a, True)
+                    open_type, open_ok = route[1], trig is not None
+                    if trig is not None:
+                        events.append(Event(trigger=trig, type=route[1]))
+                elif open_type == route[1]:
+                    arg = add(route[2], value, g, a, True) if open_ok else None
+                    if arg is not None:
+                        events[-1].arguments.append((route[2], arg))
                 else:  # an argument with no trigger before it: nothing to attach it to
                     counts["dropped_labels"] += 1
     parse_status = "empty" if not parts else ("invalid" if counts["invalid"] == len(parts) else "ok")
     meta = {**doc.meta, "parse_status": parse_status, "alignment_status": status, "template": template,
-            "counts": counts, "finish_reasons": finish}
+            "counts": counts, "finish_reasons": finish, "dropped_unaligned": dropped}
     for k in ("tokens", "token_offsets", "tags", "upos"):
         meta.pop(k, None)
     return Document(id=doc.id, text=doc.text, lang=doc.lang, spans=spans, relations=relations, events=events,
@@ -126,8 +141,10 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
 def extract(inputs: Iterable[str | Document], schema: Schema | str | list[str], task: str | None = None, *,
             model: str = "embedded", backend: Any = "vllm", template: str | None = None, split_num: int = 6,
             constrained: bool = True, max_tokens: int = 256, demos: bool = True, window_chars: int = 2000,
-            overlap: int = 200, progress: bool = False) -> list[Document]:
-    """Extract with MASSIE prompts. `schema` is a Schema or label names (then `task` says which task)."""
+            overlap: int = 200, progress: bool = False, keep_unaligned: bool = False) -> list[Document]:
+    """Extract with MASSIE prompts. `schema` is a Schema or label names (then `task` says which task).
+
+    Spans not grounded in the text are dropped (counted, listed in `meta.dropped_unaligned`) unless `keep_unaligned`."""
     from llmie.backends import get_backend
 
     if not isinstance(schema, Schema):
@@ -141,7 +158,7 @@ def extract(inputs: Iterable[str | Document], schema: Schema | str | list[str], 
     for m, r in zip(meta, results):
         parsed = parse_answer(r.text if r.finish_reason != "error" else None, schema.task, m.labels)
         per_doc[m.doc].append((m.win, parsed, r))
-    return [to_document(d, schema.task, per_doc[i], tpl.name) for i, d in enumerate(docs)]
+    return [to_document(d, schema.task, per_doc[i], tpl.name, keep_unaligned) for i, d in enumerate(docs)]
 
 
 # ---- corpus runs (llmie.scale): load once, then records -> Documents; RUNNERS["extract"] in llmie/scale/jobs.py
@@ -157,4 +174,5 @@ def job_runner(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], C
     except (FileNotFoundError, ValueError, RuntimeError, OSError, ImportError) as e:
         raise RuntimeError(f"cannot start the {job['backend']} backend for {job['model']!r}: {e}") from e
     return (lambda docs: extract(docs, schema, backend=be, template=job["template"],
-                                 constrained=job["constrained"])), be.close
+                                 constrained=job["constrained"],
+                                 keep_unaligned=job.get("keep_unaligned", False))), be.close

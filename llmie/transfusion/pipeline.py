@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llmie.grounding import Grounder
+from llmie.grounding import Grounder, admit
 from llmie.schema import Document, LlmieDataError, Schema, Span
 from llmie.transfusion.parse import parse_output
 from llmie.transfusion.prompt import TEMPLATES, class_map, prompt_for, template_info
@@ -49,8 +49,9 @@ def english_texts(docs: Sequence[Document], translator: Any | None, src_lang: st
 
 def extract_tf(docs: Sequence[Document], schema: Schema, *, backend: Any, method: str = "transfusion",
                translator: Any | None = None, src_lang: str | None = None, adapter: str | None = None,
-               max_tokens: int = 256, progress: bool = False) -> list[Document]:
-    """Predictions as Documents with grounded spans; `meta` holds the English side, statuses and counts."""
+               max_tokens: int = 256, progress: bool = False, keep_unaligned: bool = False) -> list[Document]:
+    """Predictions as Documents with grounded spans; `meta` holds the English side, statuses and counts.
+    Unaligned spans: counted, dropped unless `keep_unaligned` (llmie.grounding.admit, as in MASSIE extraction)."""
     from llmie.backends.base import GenRequest
 
     if method not in METHODS:
@@ -71,6 +72,7 @@ def extract_tf(docs: Sequence[Document], schema: Schema, *, backend: Any, method
                   "hallucinated": 0}
         spans: list[Span] = []
         status: list[str] = []
+        dropped: list[dict[str, str]] = []
         meta: dict[str, Any] = {"template": tinfo.name, "template_digest": tinfo.digest, "method": method,
                                 "finish_reason": r.finish_reason}
         if e is not None:
@@ -101,10 +103,11 @@ def extract_tf(docs: Sequence[Document], schema: Schema, *, backend: Any, method
                 if key in seen:
                     continue
                 seen.add(key)
-                spans.append(gr.span)
-                status.append(gr.status)
                 counts["unaligned"] += gr.status == "unaligned"
+                if admit(gr, keep_unaligned, dropped):
+                    spans.append(gr.span)
+                    status.append(gr.status)
             meta["raw"] = r.text
-        meta.update(alignment_status=status, counts=counts)
+        meta.update(alignment_status=status, counts=counts, dropped_unaligned=dropped)
         out.append(Document(id=d.id, text=d.text, lang=d.lang, spans=spans, meta=meta))
     return out
