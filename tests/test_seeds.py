@@ -66,3 +66,21 @@ def test_apertium_english_pairs(tgt, word):
         pytest.skip(f"apertium eng->{tgt} not installed (scripts/setup.sh installs it as an optional extra)")
     out = tr.translate(["The service charge was added to the bill on 12 March 2004."], "en", tgt)
     assert word in out[0].lower(), out
+
+
+def test_kind_mix_counts_seed_spans_by_language_kind_and_outcome():
+    from llmie.projection.synth import kind_mix
+    from llmie.schema import Document, Span
+
+    def seed(i, lang, labels):
+        return Document(id=f"s{i}>{lang}", text="x" * 20, lang="en", meta={"tgt_lang": lang, "split": "train"},
+                        spans=[Span(start=j, end=j + 1, label=lb, text="x") for j, lb in enumerate(labels)])
+
+    seeds = [seed(1, "cat", ["PER", "NP"]), seed(2, "cat", ["NUM"]), seed(3, "glg", ["ORG"]), seed(4, "glg", ["ARG"])]
+    outs = [Document(id="s1>cat", text="y", meta={"status": "ok"}), Document(id="s2>cat", text="y", meta={"status": "rejected"}),
+            Document(id="s3>glg", text="y", meta={"status": "failed"})]  # s4 has no output yet: counted as failed
+    mix = kind_mix(seeds, outs)
+    assert mix["cat"] == {"NAME": {"spans": 1, "kept": 1, "rejected": 0, "failed": 0},
+                          "NP": {"spans": 1, "kept": 1, "rejected": 0, "failed": 0},
+                          "NUM": {"spans": 1, "kept": 0, "rejected": 1, "failed": 0}}
+    assert mix["glg"]["NAME"]["failed"] == 1 and mix["glg"]["ARG"]["failed"] == 1

@@ -140,6 +140,8 @@ def synth_cmd(out: Path = typer.Option(..., "--out", help="Folder for train/dev/
           langs: str = typer.Option("por,spa", "--langs", help="Target languages (MT must support en->X)."),
           src: Optional[Path] = typer.Option(None, "--src", help="English llmie JSONL/.iob2 with spans (default: "
                                                                  "UNER English-EWT dev)."),
+          seeds: str = typer.Option("names", "--seeds", help="names (the --src spans) | ud (NP/COMPOUND/NUM/DATE/ARG "
+                                                             "spans of UD English-EWT train) | all (both)"),
           translator: str = typer.Option("auto", "--translator", help="auto | bergamot | apertium | nllb"),
           proposer: str = typer.Option("binary", "--proposer", help="binary | awesome"),
           n_train: int = typer.Option(1000, "--n-train"), n_dev: int = typer.Option(100, "--n-dev"),
@@ -169,13 +171,24 @@ def synth_cmd(out: Path = typer.Option(..., "--out", help="Folder for train/dev/
         check_trainable(path, "synthetic training data")
     except ValueError as e:
         fail(str(e))
-    docs = list(read_documents(path, lang="en"))
+    if seeds not in ("names", "ud", "all"):
+        fail(f"unknown --seeds {seeds!r}; choose names, ud or all")
+    try:
+        docs = list(read_documents(path, lang="en")) if seeds != "ud" else []
+        if seeds != "names":
+            from llmie.projection.seeds import ud_seed_docs
+
+            # UNER English-EWT ids are UD-EWT sentence ids: prefix so `all` keeps every id unique
+            docs += [d.model_copy(update={"id": f"ud:{d.id}"}) for d in ud_seed_docs()]
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
     try:
         res = synthesize(docs, langs.split(","), out, translator=translator, proposer=proposer, n_train=n_train,
                          n_dev=n_dev, seed=seed, verify=verify, engine=engine, chunk=max(1, chunk), workers=workers,
                          address=address, mt_cache=mt_cache, num_gpus=gpus)
     except (ImportError, RuntimeError, ValueError, FileNotFoundError) as e:
         fail(str(e))
-    write_json_atomic({"src": str(path), "proposer": proposer, "verify": verify, "counts": res["counts"],
-                       "run": res["run"]}, out / "counts.json")
+    write_json_atomic({"src": str(path), "seeds": seeds, "proposer": proposer, "verify": verify,
+                       "counts": res["counts"], "kinds": res["kinds"], "run": res["run"]}, out / "counts.json")
     typer.echo(json.dumps(res["counts"]))
+    typer.echo(json.dumps({"kinds": res["kinds"]}))

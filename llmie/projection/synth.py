@@ -191,9 +191,27 @@ def synthesize(src_docs: Sequence[Document], langs: Sequence[str], out_dir: Path
              progress=progress, num_gpus=num_gpus)
     from llmie.io import read_jsonl
 
-    counts = write_points(seeds, list(read_jsonl(outputs)), out_dir, verify=verify, dataset=dataset)
+    outs = list(read_jsonl(outputs))
+    counts = write_points(seeds, outs, out_dir, verify=verify, dataset=dataset)
     keep = ("engine", "n", "seconds", "workers", "gpus_per_worker", "shards", "skipped_done", "skipped_shards", "redone_shards")
-    return {"counts": counts, "run": {k: st[k] for k in keep if k in st}}
+    return {"counts": counts, "kinds": kind_mix(seeds, outs), "run": {k: st[k] for k in keep if k in st}}
+
+
+def kind_mix(seeds: Sequence[Document], outputs: Sequence[Document]) -> dict[str, dict[str, dict[str, int]]]:
+    """Per language and seed span kind (NAME, NP, COMPOUND, NUM, DATE, ARG): seed spans, and how many were in
+    seeds whose point was kept, rejected by the verifier, or failed."""
+    from llmie.projection.seeds import kind_of
+
+    got = {o.id: o.meta.get("status") for o in outputs}
+    mix: dict[str, dict[str, dict[str, int]]] = {}
+    for sd in seeds:
+        status = {"ok": "kept", "rejected": "rejected"}.get(got.get(sd.id), "failed")
+        per = mix.setdefault(sd.meta["tgt_lang"], {})
+        for sp in sd.spans:
+            c = per.setdefault(kind_of(sp.label), {"spans": 0, "kept": 0, "rejected": 0, "failed": 0})
+            c["spans"] += 1
+            c[status] += 1
+    return {lang: dict(sorted(v.items())) for lang, v in mix.items()}
 
 
 def phrases_from_alignment(sents: Sequence[AlignedSentence], max_len: int = 4, per_sentence: int = 2,
