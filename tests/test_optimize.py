@@ -44,7 +44,11 @@ def _check_outputs(out: Path, task: str) -> dict:
     # the metric ran on real parsed predictions (MIPRO trials + bootstrapping)
     assert res["metric"]["scored_predictions"] > 0 and res["metric"]["calls"] >= res["metric"]["scored_predictions"]
     if res["kept"] == "default":
-        assert "did not beat the default" in res["note"]
+        assert "keeping the default prompt" in res["note"]
+    else:  # the keep rule: never a prompt that lowers dev exact F1 or labelled-sample LF1
+        assert res["dev"]["after"]["f1"] >= res["dev"]["before"]["f1"]
+        lb, la = res["dev"]["before"]["lf1_labelled"], res["dev"]["after"]["lf1_labelled"]
+        assert lb is None or la >= lb
     for name in ("program.json", "template.yaml", "optimized.yaml", "predictions/dev_before.jsonl",
                  "predictions/dev_after.jsonl"):
         assert (out / name).is_file(), name
@@ -269,3 +273,33 @@ def test_ee_smoke_against_a_user_started_server(user_server, tmp_path):
     assert res["metric"]["scored_predictions"] > 0
     preds = [json.loads(x) for x in (out / "predictions/dev_after.jsonl").read_text().splitlines()]
     assert len(preds) == 3 and all(p["meta"]["parse_status"] == "ok" for p in preds)
+
+
+def test_keep_rule_refuses_lf1_gain_bought_with_exact_f1():
+    from llmie.optimize.run import keep_rule
+
+    before = {"lf1": 3.1, "f1": 7.4, "lf1_labelled": 20.0}
+    ok, why = keep_rule(before, {"lf1": 80.0, "f1": 0.0, "lf1_labelled": 0.0})  # the measured smoke case: answers nothing
+    assert not ok and "exact F1 fell" in why
+    ok, why = keep_rule(before, {"lf1": 50.0, "f1": 9.0, "lf1_labelled": 15.0})
+    assert not ok and "labelled-sample LF1 fell" in why
+    assert not keep_rule(before, {"lf1": 3.1, "f1": 9.0, "lf1_labelled": 25.0})[0]  # no LF1 gain
+    assert keep_rule(before, {"lf1": 10.0, "f1": 7.4, "lf1_labelled": 20.0})[0]
+
+
+def test_split_scores_labelled_lf1_and_false_answer_rate():
+    from llmie.metrics.lf1 import score_items
+    from llmie.optimize.run import split_scores
+
+    per = ("PER", ("ana",))  # (route, words), the lf1 Item shape
+    rows = [("en", True, True, score_items([per], [per])),     # labelled, right
+            ("en", True, False, score_items([per], [])),       # labelled, missed
+            ("en", False, True, score_items([], [per])),       # empty gold, false answer
+            ("en", False, False, score_items([], []))]         # empty gold, silent: 100 in LF1
+    s = split_scores(rows)
+    assert s["n_labelled"] == 2 and s["n_empty"] == 2
+    assert s["lf1_labelled"] == 50.0
+    assert s["false_answer_rate"] == 50.0
+    assert s["f1"] == 50.0 and s["lf1"] == 50.0  # micro exact F1 (1 tp, 2 pred, 2 gold); LF1 = mean of 100,0,0,100
+    empty_only = split_scores(rows[3:])
+    assert empty_only["lf1_labelled"] is None and empty_only["false_answer_rate"] == 0.0

@@ -295,19 +295,49 @@ def evaluate(program: Any, examples: list, task: str, num_threads: int) -> dict[
     ev = dspy.Evaluate(devset=examples, metric=lambda g, p, trace=None: 0.0, num_threads=num_threads,
                        max_errors=len(examples) + 1, display_progress=False, display_table=False)
     res = ev(program)
-    samples, by_lang, failures, preds = [], {}, 0, []
+    rows, failures, preds = [], 0, []
     for ex, pred, _ in res.results:
         bad = pred is None or getattr(pred, "parse_failures", 1) != 0 or not hasattr(pred, "answer")
         failures += bad
         items = None if bad else answer_items(task, pred.answer)
-        s = score_items(answer_items(task, ex.answer) or [], items)
-        samples.append(s)
-        by_lang.setdefault(ex.lang or "und", []).append(s)
+        gold = answer_items(task, ex.answer) or []
+        rows.append((ex.lang or "und", bool(gold), bool(items), score_items(gold, items)))
         preds.append((ex, None if bad else pred.answer))
-    cs = corpus_score(samples).as_percent()
-    return {"lf1": round(cs["lf1"], 2), "f1": round(cs["f1"], 2), "n": cs["n"], "failed_samples": failures,
-            "langs": {k: {"lf1": round(corpus_score(v).as_percent()["lf1"], 2), "n": len(v)} for k, v in by_lang.items()},
-            "_preds": preds}
+    by_lang: dict[str, list] = {}
+    for r in rows:
+        by_lang.setdefault(r[0], []).append(r)
+    return {**split_scores(rows), "failed_samples": failures,
+            "langs": {k: split_scores(v) for k, v in by_lang.items()}, "_preds": preds}
+
+
+def split_scores(rows: list[tuple[str, bool, bool, Any]]) -> dict[str, Any]:
+    """MASSIE-style scores of (lang, has_gold, answered, sample score) rows, 0-100: LF1 and exact F1 over all
+    samples, LF1 on the labelled samples only, and the false-answer rate on the empty ones (share of empty-gold
+    samples answered with at least one item). Both-empty samples score 100 in LF1, so a prompt that answers
+    nothing can raise LF1 on an empty-heavy dev set: the two split numbers show it."""
+    from llmie.metrics.lf1 import corpus_score
+
+    cs = corpus_score([r[3] for r in rows]).as_percent()
+    lab = [r[3] for r in rows if r[1]]
+    empty = [r for r in rows if not r[1]]
+    return {"lf1": round(cs["lf1"], 2), "f1": round(cs["f1"], 2), "n": cs["n"],
+            "lf1_labelled": round(corpus_score(lab).as_percent()["lf1"], 2) if lab else None, "n_labelled": len(lab),
+            "false_answer_rate": round(100 * sum(r[2] for r in empty) / len(empty), 2) if empty else None,
+            "n_empty": len(empty)}
+
+
+def keep_rule(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]:
+    """Keep the optimized prompt only if it raises dev LF1 without lowering dev exact F1 or labelled-sample LF1
+    (an optimizer that learns to answer nothing on an empty-heavy dev set raises LF1 and is refused)."""
+    if after["lf1"] <= before["lf1"]:
+        return False, f"dev LF1 did not rise ({after['lf1']:.2f} vs {before['lf1']:.2f})"
+    if after["f1"] < before["f1"]:
+        return False, f"dev exact F1 fell ({after['f1']:.2f} vs {before['f1']:.2f}) although LF1 rose"
+    bl, al = before.get("lf1_labelled"), after.get("lf1_labelled")
+    if bl is not None and al is not None and al < bl:
+        return False, f"labelled-sample LF1 fell ({al:.2f} vs {bl:.2f}) although LF1 rose"
+    return True, (f"dev LF1 {before['lf1']:.2f} -> {after['lf1']:.2f}, exact F1 {before['f1']:.2f} -> {after['f1']:.2f}"
+                  f", labelled LF1 {bl} -> {al}")
 
 
 def program_template(program: Any, task: str, base_name: str, fmt: str) -> dict[str, Any]:
@@ -425,7 +455,7 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
             compile_kw["num_trials"] = cfg.trials
         optimized = mipro.compile(default, **compile_kw)
         after = evaluate(optimized, devset, cfg.task, cfg.num_threads)
-        better = after["lf1"] > before["lf1"]
+        better, why = keep_rule(before, after)
         kept = optimized if better else default
         kept_name = "optimized" if better else "default"
         test = {}
@@ -439,14 +469,13 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
         opt_tpl = program_template(optimized, cfg.task, base.name, base.format)
         res: dict[str, Any] = {
             "task": cfg.task,
-            "dev": {"before": {"lf1": before["lf1"], "f1": before["f1"]},
-                    "after": {"lf1": after["lf1"], "f1": after["f1"]}},
+            "dev": {w: {k: r[k] for k in ("lf1", "f1", "lf1_labelled", "false_answer_rate", "n_labelled", "n_empty")}
+                    for w, r in (("before", before), ("after", after))},
             "lm_calls": stats.as_dict(),
             "seconds": round(time.perf_counter() - t0, 1),
             "kept": kept_name,
-            "note": ("the optimized prompt beats the default on dev" if better else
-                     f"the optimized prompt did not beat the default on dev ({after['lf1']:.2f} vs "
-                     f"{before['lf1']:.2f} LF1): keeping the default prompt"),
+            "note": (f"the optimized prompt is kept: {why}" if better else
+                     f"keeping the default prompt: {why}"),
             "seconds_server_start": round(server_secs, 1),
             "seconds_optimize_and_eval": round(compile_secs, 1),
             "parse_failures": stats.parse_failures,
