@@ -303,3 +303,25 @@ def test_split_scores_labelled_lf1_and_false_answer_rate():
     assert s["f1"] == 50.0 and s["lf1"] == 50.0  # micro exact F1 (1 tp, 2 pred, 2 gold); LF1 = mean of 100,0,0,100
     empty_only = split_scores(rows[3:])
     assert empty_only["lf1_labelled"] is None and empty_only["false_answer_rate"] == 0.0
+
+
+def test_mlight_caps_per_language_deterministic_and_disjoint(data_dir, monkeypatch):
+    """M-LIGHT: dev and test capped per language (empty, labelled), same sample for the same seed, no overlap."""
+    from llmie.optimize.run import OptimizeConfig, split_data
+
+    monkeypatch.setenv("LLMIE_DATA_DIR", str(data_dir))
+    cfg = OptimizeConfig(task="ner", langs=["eng", "hau"], n_train=10, n_test=1, preset="balanced").apply_preset()
+    assert cfg.dev_caps == (30, 30)
+    cfg.dev_caps = (6, 4)
+    train, dev, test, info = split_data(cfg)
+    for part in (dev, test):
+        for lang in {d.lang for d in part}:
+            assert sum(d.lang == lang and not d.spans for d in part) == 6
+            assert sum(d.lang == lang and bool(d.spans) for d in part) == 4
+    assert len({d.lang for d in dev}) == 2
+    ids = [d.id for d in train + dev + test]
+    assert len(ids) == len(set(ids))
+    assert info["mix"]["dev"] == {f"{lang}:{k}": n for lang in sorted({d.lang for d in dev})
+                                  for k, n in (("empty", 6), ("labelled", 4))}
+    again = split_data(cfg)
+    assert [d.id for d in again[1]] == [d.id for d in dev]

@@ -22,6 +22,8 @@ def optimize_cmd(task: str = typer.Option("ner", "--task", help="ner | re (also 
              n_test: int = typer.Option(0, "--n-test", help="Held-out slice scored at the end (never optimised on)."),
              nonempty: Optional[float] = typer.Option(None, "--nonempty", help="Share of documents with gold items "
                                                                                "per slice (default: as sampled)."),
+             dev_caps: Optional[str] = typer.Option(None, "--dev-caps", help="EMPTY,LABELLED: M-LIGHT caps per language "
+                                                    "for dev (and test with --n-test), e.g. 100,30 (--preset mlight)."),
              auto: Optional[str] = typer.Option(None, "--auto", help="light | medium | heavy (DSPy budgets)."),
              trials: Optional[int] = typer.Option(None, "--trials", help="BO trials (paper: 50)."),
              candidates: Optional[int] = typer.Option(None, "--candidates", help="m candidate sets (paper: 12)."),
@@ -35,7 +37,8 @@ def optimize_cmd(task: str = typer.Option("ner", "--task", help="ner | re (also 
              task_model: Optional[str] = typer.Option(None, "--task-model", help="Served name or openai:<url>#<name>."),
              prompt_model: Optional[str] = typer.Option(None, "--prompt-model", help="Served name or openai:<url>#<name>."),
              template: Optional[str] = typer.Option(None, "--template", help="Base prompt (default massie.<task>.v1)."),
-             preset: Optional[str] = typer.Option(None, "--preset", help="smoke: a CI-sized run."),
+             preset: Optional[str] = typer.Option(None, "--preset", help="smoke: a CI-sized run; mlight: dev caps "
+                                                  "100 empty / 30 labelled per language; balanced: 30 / 30."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Print the LM calls the settings imply and stop."),
              out: Optional[Path] = typer.Option(None, "--out", help="Writes results.json, program.json, template.yaml.")
              ) -> None:
@@ -63,6 +66,12 @@ def optimize_cmd(task: str = typer.Option("ner", "--task", help="ner | re (also 
                 setattr(cfg, k, v)
         if demos is not None:
             cfg.bootstrapped = demos
+        if dev_caps:
+            try:
+                e, l = (int(x) for x in dev_caps.split(","))
+            except ValueError:
+                fail(f"--dev-caps {dev_caps!r}: expected EMPTY,LABELLED, e.g. 100,30")
+            cfg.dev_caps = (e, l)
         if minibatch is not None:
             cfg.minibatch_size = minibatch or None
         if auto:

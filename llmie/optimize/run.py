@@ -32,6 +32,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # notes/serving.md §3: completes in about a minute of compile time on the 135M model
     "smoke": dict(auto=None, candidates=3, trials=3, demos=2, bootstrapped=1, minibatch_size=None,
                   program_aware=False, data_aware=False, n_train=8, n_dev=5),
+    # MASSIE M-LIGHT sampling (seed 003): dev capped per language at C_dev = 100 empty / 30 labelled samples
+    "mlight": dict(dev_caps=(100, 30)),
+    "balanced": dict(dev_caps=(30, 30)),        # as many empty as labelled samples per language
 }
 RELX_TOP = {  # RE default schema: the 6 most frequent RELX/KBP37 relation types (both directions pooled)
     "per:employee_of": "head is a person, tail the organisation that employs them",
@@ -58,6 +61,7 @@ class OptimizeConfig:
     n_dev: int = 50
     n_test: int = 0                      # held-out slice (never seen by the optimizer); 0 = none
     nonempty: float | None = None        # share of documents with gold items per slice (None: as sampled)
+    dev_caps: tuple[int, int] | None = None  # M-LIGHT: (empty, labelled) samples per language in dev and test; overrides n_dev/n_test
     auto: str | None = None              # light | medium | heavy (exclusive with trials/candidates)
     trials: int = 50
     candidates: int = 12
@@ -244,6 +248,24 @@ def _mix(docs: list[Document], share: float, task: str) -> list[Document]:
     return out
 
 
+def cap_sample(docs: list[Document], task: str, n_empty: int, n_labelled: int
+               ) -> tuple[list[Document], list[Document]]:
+    """(sample, rest): per language the first `n_empty` documents without gold items and the first `n_labelled`
+    with (MASSIE M-LIGHT caps; `docs` come shuffled by the seed), in input order; the rest keeps its order."""
+    if n_empty < 0 or n_labelled < 0:
+        raise ValueError(f"dev caps must be >= 0, got {n_empty}, {n_labelled}")
+    taken: Counter = Counter()
+    pick, rest = [], []
+    for d in docs:
+        key = (d.lang, _has_gold(d, task))
+        if taken[key] < (n_labelled if key[1] else n_empty):
+            taken[key] += 1
+            pick.append(d)
+        else:
+            rest.append(d)
+    return pick, rest
+
+
 def split_data(cfg: OptimizeConfig) -> tuple[list[Document], list[Document], list[Document], dict[str, Any]]:
     """train / dev / held-out test, disjoint by id (seeded shuffle of one pool unless --dev is given)."""
     rng = random.Random(cfg.seed)
@@ -265,8 +287,16 @@ def split_data(cfg: OptimizeConfig) -> tuple[list[Document], list[Document], lis
         train_ids = {d.id for d in pool}
         dev_pool = [d for d in dev_pool if d.id not in train_ids]
         train = pool[:cfg.n_train]
-        dev = dev_pool[:cfg.n_dev]
-        test = dev_pool[cfg.n_dev:cfg.n_dev + cfg.n_test]
+        if cfg.dev_caps:
+            dev, rest = cap_sample(dev_pool, cfg.task, *cfg.dev_caps)
+            test = cap_sample(rest, cfg.task, *cfg.dev_caps)[0] if cfg.n_test else []
+        else:
+            dev = dev_pool[:cfg.n_dev]
+            test = dev_pool[cfg.n_dev:cfg.n_dev + cfg.n_test]
+    elif cfg.dev_caps:
+        train = pool[:cfg.n_train]
+        dev, rest = cap_sample(pool[cfg.n_train:], cfg.task, *cfg.dev_caps)
+        test = cap_sample(rest, cfg.task, *cfg.dev_caps)[0] if cfg.n_test else []
     else:
         need = cfg.n_train + cfg.n_dev + cfg.n_test
         if len(pool) < cfg.n_train + cfg.n_dev:
@@ -279,7 +309,11 @@ def split_data(cfg: OptimizeConfig) -> tuple[list[Document], list[Document], lis
     info = {"source": src, "dev_source": cfg.dev or "disjoint slice of the train source", "n_train": len(train),
             "n_dev": len(dev), "n_test": len(test), "nonempty_share": {
                 k: round(sum(_has_gold(d, cfg.task) for d in v) / len(v), 2) if v else None
-                for k, v in (("train", train), ("dev", dev), ("test", test))}, "langs": dict(Counter(d.lang for d in train + dev + test))}
+                for k, v in (("train", train), ("dev", dev), ("test", test))}, "langs": dict(Counter(d.lang for d in train + dev + test)),
+            "dev_caps": list(cfg.dev_caps) if cfg.dev_caps else None,
+            "mix": {k: {f"{lang}:{'labelled' if g else 'empty'}": n
+                        for (lang, g), n in sorted(Counter((d.lang, _has_gold(d, cfg.task)) for d in v).items())}
+                    for k, v in (("dev", dev), ("test", test))}}
     return train, dev, test, info
 
 
