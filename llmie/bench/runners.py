@@ -90,7 +90,7 @@ def _transfusion(cfg: EvalConfig, bench: str) -> dict[str, Any]:
     try:
         return run_tf_bench(bench, method, be, _data(cfg), cfg.out, cfg.langs, cfg.split, cfg.limit, model=cfg.model,
                             adapter=cfg.adapter, translator=cfg.translator, translations=cfg.translations,
-                            max_tokens=cfg.max_tokens, progress=cfg.progress)
+                            max_tokens=cfg.max_tokens, progress=cfg.progress, keep_unaligned=cfg.keep_unaligned)
     finally:
         be.close()
 

@@ -38,7 +38,7 @@ def eval_cmd(bench: str = typer.Option(..., "--bench", help="exp | align | masak
           max_tokens: int = typer.Option(256, "--max-tokens", help="plain/transfusion: generation budget."),
           best_run: bool = typer.Option(True, "--best-run/--strict-runs", help=BEST_RUN_HELP),
           elision: bool = typer.Option(False, "--elision", help=ELISION_HELP),
-          keep_unaligned: bool = typer.Option(False, "--keep-unaligned", help="masakhaner/uner massie: keep "
+          keep_unaligned: bool = typer.Option(False, "--keep-unaligned", help="masakhaner/uner (massie, plain, transfusion): keep "
                                               "predicted spans not found in the text (default: dropped, counted)."),
           device: str = DEVICE_OPT) -> None:
     """Run a benchmark and print its summary; --out writes machine-readable results."""

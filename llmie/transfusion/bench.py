@@ -41,7 +41,7 @@ def run_tf_bench(bench: str, method: str, backend: Any, data: Path, out: Path | 
                  split: str = "test", limit: int | None = None, *, model: str = "embedded",
                  adapter: str | None = None, translator: str = "auto", translations: str | Path | None = None,
                  labels: list[str] | None = None, schema: str = "gollie_ner", max_tokens: int = 256,
-                 progress: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str, int], None] | None = None, keep_unaligned: bool = False) -> dict[str, Any]:
     from llmie.bench.ner import MASAKHANER, load_schema, run_ner_bench
     from llmie.schema import Schema
     from llmie.transfusion.prompt import template_info
@@ -56,10 +56,11 @@ def run_tf_bench(bench: str, method: str, backend: Any, data: Path, out: Path | 
 
     def fn(docs):
         return extract_tf(docs, sch, backend=backend, method=method, translator=tr, adapter=adapter,
-                          max_tokens=max_tokens)
+                          max_tokens=max_tokens, keep_unaligned=keep_unaligned)
 
     t = template_info(method)
     extra = {"template": t.name, "template_digest": t.digest, "labels": sch.names, "adapter": adapter,
+             "keep_unaligned": keep_unaligned,
              "translator": None if tr is None else (str(translations) if translations else repr(tr)),
              "scoring": "gollie_f1 = micro F1, case-insensitive exact span per class (hallucinated spans dropped)"}
     return run_ner_bench(bench, fn, data, out, langs, split, limit, method=method, model=model, progress=progress,
