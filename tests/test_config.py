@@ -98,7 +98,7 @@ def test_trl_fields_pass_through_and_only_set_keys_reach_the_trainer():
 
 def _recipe_classes() -> dict[str, str]:
     """Recipe name prefix -> its config dataclass ("module:Class"); a new recipe needs a line here."""
-    return {"transfusion": "llmie.train.sft:SFTRecipe", "pvp_sft": "llmie.train.sft:SFTRecipe",
+    return {"transfusion": "llmie.train.sft:SFTRecipe", "massie_sft": "llmie.train.sft:SFTRecipe", "pvp_sft": "llmie.train.sft:SFTRecipe",
             "pvp_dpo": "llmie.train.dpo:DPORecipe", "pvp_encoder": "llmie.projection.train_pvp:PVPTrainConfig",
             "binary_aligner": "llmie.projection.train_binary:AlignerTrainConfig",
             "topro_": "llmie.topro.train:ToproTrainConfig"}

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from llmie.schema import Label, Schema
+from llmie.schema import Document, Label, Schema
 
 SPLIT_NUM = 6
 TASKS = ("ner", "re", "sf", "ed", "ee")
@@ -112,3 +112,24 @@ def schema_for(task: str, labels: str | list[str] | Schema) -> Schema:
     if isinstance(labels, Schema):
         return labels
     return Schema.from_names(task, labels)
+
+
+def gold_answer(doc: Document, task: str, names: list[str]) -> dict[str, list]:
+    """Label-keyed gold answer of a document for the queried labels (others are not asked for)."""
+    out: dict[str, list] = {n: [] for n in names}
+    if task == "re":
+        for r in doc.relations:
+            if r.label in out:
+                out[r.label].append({"head": doc.spans[r.head].text, "tail": doc.spans[r.tail].text})
+    elif task in ("ner", "sf", "ed"):
+        for s in doc.spans:
+            if s.label in out and s.text not in out[s.label]:
+                out[s.label].append(s.text)
+    elif task == "ee":
+        for e in doc.events:
+            if e.type in out:
+                out[e.type].append({"trigger": doc.spans[e.trigger].text,
+                                    "arguments": [{"role": r, "argument": doc.spans[i].text} for r, i in e.arguments]})
+    else:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return out

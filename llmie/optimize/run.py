@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmie.massie.prompt import batch_labels, load_template
+from llmie.massie.prompt import batch_labels, gold_answer, load_template  # gold_answer: re-exported (tests, callers)
 from llmie.optimize.lm import estimate_calls, task_and_prompt_lms
 from llmie.registry import Registry
 from llmie.schema import Document, Label, Schema
@@ -193,27 +193,6 @@ def schema_from(task: str, labels: str | None, docs: list[Document], langs: list
             return Schema(task="ee", labels=[Label(name=t, roles=sorted(roles[t])) for t in found])
         return Schema.from_names(task, found)
     return default_schema(task, langs)
-
-
-def gold_answer(doc: Document, task: str, names: list[str]) -> dict[str, list]:
-    """Label-keyed gold answer of a document for the queried labels (others are not asked for)."""
-    out: dict[str, list] = {n: [] for n in names}
-    if task == "re":
-        for r in doc.relations:
-            if r.label in out:
-                out[r.label].append({"head": doc.spans[r.head].text, "tail": doc.spans[r.tail].text})
-    elif task in ("ner", "sf", "ed"):
-        for s in doc.spans:
-            if s.label in out and s.text not in out[s.label]:
-                out[s.label].append(s.text)
-    elif task == "ee":
-        for e in doc.events:
-            if e.type in out:
-                out[e.type].append({"trigger": doc.spans[e.trigger].text,
-                                    "arguments": [{"role": r, "argument": doc.spans[i].text} for r, i in e.arguments]})
-    else:
-        raise ValueError(f"task {task!r} is not supported by llmie optimize (ner, re, sf, ed, ee)")
-    return out
 
 
 def to_examples(docs: list[Document], task: str, schema: Schema) -> list:

@@ -1,0 +1,77 @@
+"""SFT rows in exactly the `llmie extract` layout, for an IE adapter of the embedded model (recipes/massie_sft.yaml).
+
+One row per (document, label batch): the chat messages `llmie extract` sends (llmie.massie.prompt.messages: the
+template's demonstrations as earlier turns, with probability `demo_share`, then the input) as a conversational
+prompt, and the label-keyed gold JSON answer as the assistant completion, so trl trains on the completion only
+and applies the model's own chat template, as the backends do at extraction time. The schema of each source is
+the one its bench asks with (prompts/schemas/uner.yaml, masakhaner.yaml), label descriptions included.
+
+Sources: UNER English-EWT dev and MasakhaNER 2.0 train splits (llmie.datasets; test files are refused). Languages
+left out of `masakhaner` stay zero-shot for `llmie eval --bench masakhaner`.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from llmie.schema import Document, Schema
+
+
+def rows_for(docs: Sequence[Document], schema: Schema, *, template: str | None = None, demo_share: float = 0.5,
+             split_num: int = 6, seed: int = 13, source: str = "") -> list[dict[str, Any]]:
+    """Conversational prompt/completion rows (one per document and label batch)."""
+    from llmie.massie.prompt import batch_labels, gold_answer, load_template, messages
+
+    tpl = load_template(template or f"massie.{schema.task}.v1")
+    rng = random.Random(f"{seed}:{source}")
+    rows = []
+    for d in docs:
+        for batch in batch_labels(list(schema.labels), split_num):
+            demos = rng.random() < demo_share
+            answer = gold_answer(d, schema.task, [lab.name for lab in batch])
+            rows.append({"prompt": messages(tpl, d.text, batch, demos=demos),
+                         "completion": [{"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)}],
+                         "kind": f"{source}{'+demos' if demos else ''}", "id": d.id, "lang": d.lang})
+    return rows
+
+
+def _sample(docs: list[Document], n: int | None, empty_share: float, rng: random.Random) -> list[Document]:
+    """`n` documents (all when None), at most `empty_share` of them without gold spans (the bench sets have many)."""
+    docs = [d for d in docs if d.text.strip()]
+    rng.shuffle(docs)
+    if n is None or n >= len(docs):
+        return docs
+    pos = [d for d in docs if d.spans]
+    neg = [d for d in docs if not d.spans]
+    k = min(len(neg), int(round(n * empty_share)))
+    out = pos[:n - k] + neg[:k]
+    out += neg[k:k + n - len(out)]  # too few labelled ones: fill with empty ones
+    rng.shuffle(out)
+    return out
+
+
+def build_rows(english: bool = True, masakhaner: Sequence[str] = (), *, n_english: int | None = 1000,
+               n_per_lang: int | None = 300, empty_share: float = 0.3, demo_share: float = 0.5,
+               template: str | None = None, seed: int = 13) -> list[dict[str, Any]]:
+    """The `data.builder` of recipes/massie_sft.yaml: rows from UNER English-EWT dev and MasakhaNER train splits."""
+    from llmie.bench.ner import load_schema
+    from llmie.datasets import check_trainable, masakhaner as mk_path, uner_en
+    from llmie.io import read_conll, read_iob2
+
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    if english:
+        p = check_trainable(uner_en("dev"), "IE adapter training data")
+        docs = _sample(list(read_iob2(p, lang="eng")), n_english, empty_share, rng)
+        rows += rows_for(docs, load_schema("uner"), template=template, demo_share=demo_share, seed=seed, source="eng")
+    for lang in masakhaner:
+        p = check_trainable(mk_path(lang, "train"), "IE adapter training data")
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: MasakhaNER train split of {lang!r} is missing (set LLMIE_DATA_DIR)")
+        docs = _sample(list(read_conll(p, lang=lang)), n_per_lang, empty_share, rng)
+        rows += rows_for(docs, load_schema("masakhaner"), template=template, demo_share=demo_share, seed=seed,
+                         source=lang)
+    rng.shuffle(rows)
+    return rows

@@ -1,0 +1,71 @@
+"""IE adapter data (llmie/massie/sft_data.py): rows in exactly the `llmie extract` layout, and a real 2-step SFT
+on recipes/massie_sft.yaml with the embedded model."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_rows_are_the_extract_requests_with_gold_answers(data_dir, monkeypatch):
+    from llmie.bench.ner import load_schema
+    from llmie.io import read_iob2
+    from llmie.massie.extract import build_requests
+    from llmie.massie.sft_data import rows_for
+
+    monkeypatch.setenv("LLMIE_DATA_DIR", str(data_dir))
+    docs = [d for d in read_iob2(data_dir / "ner/uner_en_ewt/en_ewt-ud-dev.iob2", lang="eng") if d.spans][:3]
+    schema = load_schema("uner")
+    rows = rows_for(docs, schema, demo_share=1.0, source="eng")
+    _, _, reqs = build_requests(docs, schema)
+    assert [r["prompt"] for r in rows] == [q.messages for q in reqs]  # what extraction sends, turn for turn
+    for r, d in zip(rows, docs):
+        ans = json.loads(r["completion"][0]["content"])
+        assert set(ans) == {lab.name for lab in schema.labels}
+        assert sorted(t for v in ans.values() for t in v) == sorted({s.text for s in d.spans})
+        assert r["completion"][0]["role"] == "assistant" and r["kind"] == "eng+demos"
+    plain = rows_for(docs, schema, demo_share=0.0, source="eng")
+    assert all(len(r["prompt"]) == 1 for r in plain)  # no demo turns
+
+
+def test_build_rows_mixes_sources_and_caps_empty_rows(data_dir, monkeypatch):
+    from llmie.massie.sft_data import build_rows
+
+    monkeypatch.setenv("LLMIE_DATA_DIR", str(data_dir))
+    rows = build_rows(True, ["hau"], n_english=40, n_per_lang=20, empty_share=0.25, demo_share=0.5)
+    langs = [r["lang"] for r in rows]
+    assert langs.count("eng") == 40 and langs.count("hau") == 20
+    empty = [r for r in rows if r["lang"] == "eng" and not any(json.loads(r["completion"][0]["content"]).values())]
+    assert len(empty) == 10
+    assert {r["kind"].split("+")[0] for r in rows} == {"eng", "hau"}
+    assert rows == build_rows(True, ["hau"], n_english=40, n_per_lang=20, empty_share=0.25, demo_share=0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not importlib.util.find_spec("trl"), reason="trl not installed")
+def test_llmie_sft_massie_recipe_two_steps(tmp_path):
+    """`llmie sft recipes/massie_sft.yaml --max_steps 2` trains the embedded model on the extract-layout rows."""
+    import os
+    import subprocess
+    import sys
+
+    from llmie.models import ModelSourceMissing, resolve_llm
+
+    try:
+        resolve_llm("embedded")
+    except ModelSourceMissing as e:
+        pytest.skip(str(e))
+    out = tmp_path / "adapter"
+    cmd = [sys.executable, "-m", "llmie.cli", "sft", str(REPO / "recipes/massie_sft.yaml"), "--max_steps", "2",
+           "--per_device_train_batch_size", "2", "--output_dir", str(out), "data.n_english=8", "data.masakhaner=[hau]",
+           "data.n_per_lang=4"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads((out / "llmie_sft.json").read_text())
+    assert info["global_steps"] == 2 and info["rows"] == 12 and info["completion_only_loss"]
+    assert (out / "adapter_model.safetensors").exists()
+    assert all(x > 0 for x in info["logged_losses"]) or info["train_loss"] > 0
