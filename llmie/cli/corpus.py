@@ -190,5 +190,5 @@ def synth_cmd(out: Path = typer.Option(..., "--out", help="Folder for train/dev/
         fail(str(e))
     write_json_atomic({"src": str(path), "seeds": seeds, "proposer": proposer, "verify": verify,
                        "counts": res["counts"], "kinds": res["kinds"], "run": res["run"]}, out / "counts.json")
-    typer.echo(json.dumps(res["counts"]))
     typer.echo(json.dumps({"kinds": res["kinds"]}))
+    typer.echo(json.dumps(res["counts"]))  # the summary stays the last line, as for every command

@@ -179,7 +179,11 @@ def train_sft(cfg: SFTRecipe | dict[str, Any]) -> Path:
     model, tok, path, peft_config = load_peft_model(cfg, bool(args.gradient_checkpointing))
     n4 = count_4bit(model)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
-    result = trainer.train()
+    # `--resume_from_checkpoint DIR|true` (a TrainingArguments field) continues a killed long run from its checkpoint
+    resume = args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    result = trainer.train(resume_from_checkpoint=resume or None)
     out = Path(args.output_dir)
     write_rank_hash(trainer.accelerator, trainer.model, out)
     trainer.save_model(str(out))
