@@ -206,14 +206,15 @@ def start_server(model: str = "embedded", port: int | None = None, host: str = "
 
 
 def serve_unless(api_base: str | None, model: str, *, served_name: str = "llmie", max_model_len: int | None = 2048,
-                 timeout: float = 240, echo=print) -> tuple[str, ServerHandle | None]:
+                 timeout: float = 240, echo=print, lora: dict[str, str] | None = None
+                 ) -> tuple[str, ServerHandle | None]:
     """(api_base, handle): the given endpoint, or else `model` served on 127.0.0.1 (the caller stops it with
     `handle.stop()` in its `finally`). One home for the "serve the embedded model unless pointed at one"
     step of `llmie optimize` (MASSIE and projection)."""
     if api_base:
         return api_base, None
     echo(f"starting the {model} model server on 127.0.0.1 ...")
-    handle = start_server(model, served_name=served_name, max_model_len=max_model_len, timeout=timeout)
+    handle = start_server(model, served_name=served_name, max_model_len=max_model_len, timeout=timeout, lora=lora)
     echo(f"server pid {handle.pid} at {handle.api_base}")
     return handle.api_base, handle
 

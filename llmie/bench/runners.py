@@ -68,14 +68,17 @@ def align_markdown(res: dict[str, Any]) -> str:
 def _massie(cfg: EvalConfig, bench: str) -> dict[str, Any]:
     from llmie.bench.ner import load_schema, run_ner_bench
     from llmie.massie import extract
+    from llmie.massie.extract import default_adapter
 
     root = _data(cfg)
     schema = load_schema(bench)
     be = _backend(cfg)
     try:
-        return run_ner_bench(bench, lambda docs: extract(docs, schema, backend=be, keep_unaligned=cfg.keep_unaligned), root, cfg.out, cfg.langs,
-                             cfg.split, cfg.limit, method="massie", model=cfg.model, progress=cfg.progress,
-                             extra={"keep_unaligned": cfg.keep_unaligned})
+        adapter = cfg.adapter or default_adapter(cfg.model, cfg.backend or "vllm")
+        return run_ner_bench(bench, lambda docs: extract(docs, schema, backend=be, keep_unaligned=cfg.keep_unaligned,
+                                                         adapter=adapter or False),
+                             root, cfg.out, cfg.langs, cfg.split, cfg.limit, method="massie", model=cfg.model,
+                             progress=cfg.progress, extra={"keep_unaligned": cfg.keep_unaligned, "adapter": adapter})
     finally:
         be.close()
 

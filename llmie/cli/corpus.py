@@ -86,8 +86,11 @@ def extract_cmd(task: str = typer.Option("ner", "--task", help="ner | re | sf | 
             labels: str = typer.Option(..., "--labels", help="Comma-separated labels, or a schema YAML file."),
             inp: Path = typer.Option(..., "--in", help="llmie JSONL, .txt (one text per line), Parquet file/folder or a datasets folder."),
             out: Path = typer.Option(..., "--out", help="Output llmie JSONL with grounded spans."),
-            model: str = typer.Option("embedded", "--model", help="embedded, a folder, a .gguf, a hub id, or "
-                                                                  "openai:<url>#<name>"),
+            model: str = typer.Option("embedded", "--model", help="embedded (SmolLM2-135M + the shipped IE adapter), "
+                                                                  "embedded-base (no adapter), a folder, a .gguf, a "
+                                                                  "hub id, or openai:<url>#<name>"),
+            adapter: Optional[str] = typer.Option(None, "--adapter", help="A LoRA adapter folder (llmie sft output) "
+                                                                          "to extract with (vllm LoRA / hf peft)."),
             backend: str = typer.Option("vllm", "--backend", help="vllm | openai | hf"),
             api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server URL."),
             template: Optional[str] = typer.Option(None, "--template", help="Prompt template, e.g. massie.ner.v1."),
@@ -121,7 +124,10 @@ def extract_cmd(task: str = typer.Option("ner", "--task", help="ner | re | sf | 
         template = str(prompt / "template.yaml" if prompt.is_dir() else prompt)
         if not Path(template).exists():
             fail(f"{template}: no such prompt template")
-    job = extract_job(schema, backend, model, api_base, template, constrained, keep_unaligned=keep_unaligned)
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        fail(f"--adapter {adapter}: not a peft LoRA adapter folder (no adapter_config.json)")
+    job = extract_job(schema, backend, model, api_base, template, constrained, keep_unaligned=keep_unaligned,
+                      adapter=adapter)
     st = _run(job, docs, out, "extracting", engine=engine, chunk=max(1, chunk), workers=workers, address=address,
               num_gpus=gpus)
     n_spans = n_unaligned = n_dropped = n_invalid = 0

@@ -39,13 +39,16 @@ def score_cmd(pred: Path = typer.Option(..., "--pred", help="Predictions: llmie 
 def serve_cmd(model: str = typer.Option("embedded", "--model", help="embedded or a model folder."),
           port: Optional[int] = typer.Option(None, "--port"),
           host: str = typer.Option("127.0.0.1", "--host", help="Bind address (127.0.0.1 unless you mean it)."),
-          lora: list[str] = typer.Option([], "--lora", help="NAME=DIR adapters to serve (repeatable)."),
+          lora: list[str] = typer.Option([], "--lora", help="NAME=DIR adapters to serve (repeatable; default for "
+                                                          "embedded: its IE adapter as NAME-ie)."),
           name: str = typer.Option("llmie", "--name", help="Served model name."),
           timeout: float = typer.Option(240, "--timeout", help="Seconds to wait until the server is healthy.")) -> None:
     """Start a vLLM OpenAI-compatible server on 127.0.0.1; Ctrl-C stops it."""
     from llmie.backends.serve import serve_forever
+    from llmie.models import ie_adapter
 
-    adapters = {}
+    # `embedded` also serves its shipped IE adapter as the LoRA model `<name>-ie` (what `llmie extract` uses)
+    adapters = {f"{name}-ie": ie_adapter(model)} if ie_adapter(model) and not lora else {}
     for item in lora:
         if "=" not in item:
             fail(f"--lora expects NAME=DIR, got {item!r}")

@@ -102,12 +102,19 @@ def export_cmd(adapter: Path = typer.Option(..., "--adapter", help="peft LoRA ad
            merge: bool = typer.Option(False, "--merge/--keep-adapter", help="Merge into the full-precision base, "
                                                                             "or keep the adapter for vLLM LoRA."),
            base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the adapter's base)."),
-           load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="(refused with --merge)")) -> None:
+           load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="(refused with --merge)"),
+           slim: bool = typer.Option(False, "--slim", help="Keep the adapter as a small folder to ship (bf16 "
+                                                           "weights, portable base name, llmie_ie.json prompt "
+                                                           "settings): how llmie/data/adapters/smollm2-ie is made.")
+           ) -> None:
     """Merge a LoRA adapter into its base model, or keep it as an adapter for vLLM LoRA serving."""
-    from llmie.train.export import ExportError, export_adapter
+    from llmie.train.export import ExportError, export_adapter, slim_adapter
 
     try:
-        info = export_adapter(adapter, out, merge=merge, base=base, load_in_4bit=load_in_4bit)
+        if slim:
+            info = slim_adapter(adapter, out, base=base or "embedded")
+        else:
+            info = export_adapter(adapter, out, merge=merge, base=base, load_in_4bit=load_in_4bit)
     except ExportError as e:
         fail(str(e))
     typer.echo(json.dumps(info))

@@ -44,7 +44,7 @@ class _Req:
 
 def build_requests(docs: Sequence[Document], schema: Schema, template: str | None = None, split_num: int = 6,
                    constrained: bool = True, max_tokens: int = 256, demos: bool = True,
-                   window_chars: int = 2000, overlap: int = 200):
+                   window_chars: int = 2000, overlap: int = 200, lora: str | None = None):
     from llmie.backends.base import GenRequest
 
     tpl = load_template(template or f"massie.{schema.task}.v1")
@@ -57,7 +57,8 @@ def build_requests(docs: Sequence[Document], schema: Schema, template: str | Non
             for b in batches:
                 meta.append(_Req(i, w, [lab.name for lab in b]))
                 reqs.append(GenRequest(messages=messages(tpl, d.text[w[0]:w[1]], b, demos), max_tokens=max_tokens,
-                                       json_schema=output_schema(schema.task, b) if constrained else None))
+                                       json_schema=output_schema(schema.task, b) if constrained else None,
+                                       lora=lora))
     return tpl, meta, reqs
 
 
@@ -138,21 +139,40 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
                     meta=meta)
 
 
+def default_adapter(model: str, backend: str) -> str | None:
+    """The LoRA adapter extraction uses by default: the shipped IE adapter for `--model embedded` on an in-process
+    engine (vllm LoRA or hf peft); none for other models or a served model (the server decides)."""
+    from llmie.models import ie_adapter
+
+    if backend == "openai" or model.startswith("openai:"):
+        return None
+    return ie_adapter(model)
+
+
 def extract(inputs: Iterable[str | Document], schema: Schema | str | list[str], task: str | None = None, *,
             model: str = "embedded", backend: Any = "vllm", template: str | None = None, split_num: int = 6,
-            constrained: bool = True, max_tokens: int = 256, demos: bool = True, window_chars: int = 2000,
-            overlap: int = 200, progress: bool = False, keep_unaligned: bool = False) -> list[Document]:
+            constrained: bool = True, max_tokens: int = 256, demos: bool | None = None, window_chars: int = 2000,
+            overlap: int = 200, progress: bool = False, keep_unaligned: bool = False,
+            adapter: str | bool | None = None) -> list[Document]:
     """Extract with MASSIE prompts. `schema` is a Schema or label names (then `task` says which task).
 
+    `adapter`: a LoRA folder; None -> :func:`default_adapter` when `backend` is a name (a backend object's caller
+    passes it); False -> none. `demos`: None -> as the adapter was trained (`llmie_ie.json`), else with demos.
     Spans not grounded in the text are dropped (counted, listed in `meta.dropped_unaligned`) unless `keep_unaligned`."""
     from llmie.backends import get_backend
+    from llmie.models import adapter_prompt
 
     if not isinstance(schema, Schema):
         schema = schema_for(task or "ner", schema)
+    if adapter is None:
+        adapter = default_adapter(model, backend) if isinstance(backend, str) else None
+    lora = adapter or None
+    if demos is None:
+        demos = bool(adapter_prompt(lora).get("demos", True))
     docs = [x if isinstance(x, Document) else Document(id=str(i), text=x) for i, x in enumerate(inputs)]
     be = get_backend(backend, model) if isinstance(backend, str) else backend
     tpl, meta, reqs = build_requests(docs, schema, template, split_num, constrained, max_tokens, demos,
-                                     window_chars, overlap)
+                                     window_chars, overlap, lora=lora)
     results = be.generate(reqs, progress=progress) if reqs else []
     per_doc: dict[int, list] = {i: [] for i in range(len(docs))}
     for m, r in zip(meta, results):
@@ -173,6 +193,7 @@ def job_runner(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], C
         be = get_backend(job["backend"], job["model"], cache=job.get("cache", True), **kw)
     except (FileNotFoundError, ValueError, RuntimeError, OSError, ImportError) as e:
         raise RuntimeError(f"cannot start the {job['backend']} backend for {job['model']!r}: {e}") from e
+    adapter = job.get("adapter") or default_adapter(job["model"], job["backend"])
     return (lambda docs: extract(docs, schema, backend=be, template=job["template"],
-                                 constrained=job["constrained"],
+                                 constrained=job["constrained"], adapter=adapter or False,
                                  keep_unaligned=job.get("keep_unaligned", False))), be.close

@@ -52,26 +52,38 @@ def _sample(docs: list[Document], n: int | None, empty_share: float, rng: random
     return out
 
 
+def sample_docs(english: bool = True, masakhaner: Sequence[str] = (), *, n_english: int | None = 1000,
+                n_per_lang: int | None = 300, empty_share: float = 0.3, seed: int = 13,
+                rng: random.Random | None = None) -> list[tuple[str, list[Document]]]:
+    """(source, documents) the IE adapter trains on: UNER English-EWT dev and MasakhaNER train splits (test files are
+    refused), sampled as `build_rows` does; also the training set of the encoder baseline (eval/ie_encoder_baseline.py)."""
+    from llmie.datasets import check_trainable, masakhaner as mk_path, uner_en
+    from llmie.io import read_conll, read_iob2
+
+    rng = rng or random.Random(seed)
+    out: list[tuple[str, list[Document]]] = []
+    if english:
+        p = check_trainable(uner_en("dev"), "IE adapter training data")
+        out.append(("eng", _sample(list(read_iob2(p, lang="eng")), n_english, empty_share, rng)))
+    for lang in masakhaner:
+        p = check_trainable(mk_path(lang, "train"), "IE adapter training data")
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: MasakhaNER train split of {lang!r} is missing (set LLMIE_DATA_DIR)")
+        out.append((lang, _sample(list(read_conll(p, lang=lang)), n_per_lang, empty_share, rng)))
+    return out
+
+
 def build_rows(english: bool = True, masakhaner: Sequence[str] = (), *, n_english: int | None = 1000,
                n_per_lang: int | None = 300, empty_share: float = 0.3, demo_share: float = 0.5,
                template: str | None = None, seed: int = 13) -> list[dict[str, Any]]:
     """The `data.builder` of recipes/massie_sft.yaml: rows from UNER English-EWT dev and MasakhaNER train splits."""
     from llmie.bench.ner import load_schema
-    from llmie.datasets import check_trainable, masakhaner as mk_path, uner_en
-    from llmie.io import read_conll, read_iob2
 
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
-    if english:
-        p = check_trainable(uner_en("dev"), "IE adapter training data")
-        docs = _sample(list(read_iob2(p, lang="eng")), n_english, empty_share, rng)
-        rows += rows_for(docs, load_schema("uner"), template=template, demo_share=demo_share, seed=seed, source="eng")
-    for lang in masakhaner:
-        p = check_trainable(mk_path(lang, "train"), "IE adapter training data")
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: MasakhaNER train split of {lang!r} is missing (set LLMIE_DATA_DIR)")
-        docs = _sample(list(read_conll(p, lang=lang)), n_per_lang, empty_share, rng)
-        rows += rows_for(docs, load_schema("masakhaner"), template=template, demo_share=demo_share, seed=seed,
-                         source=lang)
+    for source, docs in sample_docs(english, masakhaner, n_english=n_english, n_per_lang=n_per_lang,
+                                    empty_share=empty_share, rng=rng):
+        schema = load_schema("uner" if source == "eng" else "masakhaner")
+        rows += rows_for(docs, schema, template=template, demo_share=demo_share, seed=seed, source=source)
     rng.shuffle(rows)
     return rows

@@ -338,14 +338,40 @@ def _looks_like_path(spec: str) -> bool:
             or (len(spec) > 1 and spec[1] == ":"))
 
 
+# The IE adapter of the embedded LLM (LoRA on SmolLM2-135M-Instruct, recipes/massie_sft.yaml), shipped in the package:
+# `embedded` extracts with it, `embedded-base` is the raw model.
+IE_ADAPTER = Path(__file__).resolve().parents[1] / "data" / "adapters" / "smollm2-ie"
+BASE_SPECS = ("embedded-base", "embedded:base")
+
+
+def ie_adapter(spec: str | None) -> str | None:
+    """The LoRA adapter extraction should use for model spec `spec`: the shipped IE adapter for `embedded`, none for
+    anything else (`embedded-base`, a folder, a hub id, a served model); None too when the package ships none."""
+    if spec is not None and spec.strip() in ("embedded", "embedded:smollm2") \
+            and (IE_ADAPTER / "adapter_config.json").is_file():
+        return str(IE_ADAPTER)
+    return None
+
+
+def adapter_prompt(adapter: str | None) -> dict:
+    """How an adapter wants to be asked (`llmie_ie.json` next to it: `demos`, `template`); {} when it says nothing."""
+    if not adapter:
+        return {}
+    try:
+        return json.loads((Path(adapter) / "llmie_ie.json").read_text(encoding="utf-8")).get("prompt", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def resolve_llm(spec: str = "embedded") -> str:
     """Turn a user's LLM spec into something ``from_pretrained``/vLLM accept.
 
-    ``embedded`` -> the cached SmolLM2 folder; an existing folder -> itself; a ``.gguf`` file ->
-    converted once into the cache; anything else is a hub id, returned unchanged.
+    ``embedded`` / ``embedded-base`` -> the cached SmolLM2 folder (extraction adds the IE adapter to ``embedded``:
+    :func:`ie_adapter`); an existing folder -> itself; a ``.gguf`` file -> converted once into the cache; anything
+    else is a hub id, returned unchanged.
     """
     spec = spec.strip()
-    if spec in ("embedded", "embedded:smollm2"):
+    if spec in ("embedded", "embedded:smollm2") + BASE_SPECS:
         return str(prepare_llm())
     p = Path(spec).expanduser()
     if p.is_dir():

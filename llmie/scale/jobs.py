@@ -45,10 +45,11 @@ def project_job(method: str = "awesome", model: str = "embedded", batch_size: in
 
 def extract_job(schema: Any, backend: str = "vllm", model: str = "embedded", api_base: str | None = None,
                 template: str | None = None, constrained: bool = True, cache: bool | str = True,
-                keep_unaligned: bool = False) -> dict[str, Any]:
+                keep_unaligned: bool = False, adapter: str | None = None) -> dict[str, Any]:
+    """`adapter`: a LoRA folder (None: the model's default, the shipped IE adapter for `embedded`)."""
     return {"kind": "extract", "schema": schema.model_dump(mode="json"), "backend": backend, "model": model,
             "api_base": api_base, "template": template, "constrained": constrained, "cache": cache,
-            "keep_unaligned": keep_unaligned}
+            "keep_unaligned": keep_unaligned, "adapter": adapter}
 
 
 def synth_job(translator: str = "auto", proposer: str = "binary", *, verify: bool = True,

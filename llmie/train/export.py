@@ -67,3 +67,35 @@ def export_adapter(adapter: str | Path, out: str | Path, *, merge: bool = False,
     info = {"kind": "merged", "out": str(out), "base_model": base_path, "adapter": str(adapter), "dtype": str(td)}
     (out / "llmie_export.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
     return info
+
+
+def slim_adapter(adapter: str | Path, out: str | Path, *, base: str = "embedded") -> dict[str, Any]:
+    """A small adapter folder to ship inside the package (the IE adapter of the embedded model): adapter_config.json
+    with a portable base name, the LoRA weights in bf16 (half the bytes; vLLM and peft cast them on load), and
+    `llmie_ie.json`: how to prompt it (from the SFT recipe's data section: `demos` when it trained on demo rows) and
+    what trained it. No tokenizer or optimizer state: the base model brings its tokenizer."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    adapter, out = Path(adapter), Path(out)
+    acfg = _adapter_config(adapter)
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ExportError(f"{adapter}: no adapter_model.safetensors")
+    acfg["base_model_name_or_path"] = base
+    try:
+        summary = json.loads((adapter / "llmie_sft.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = {}
+    data = (summary.get("recipe") or {}).get("data") or {}
+    info = {"prompt": {"demos": float(data.get("demo_share", 1.0)) >= 0.5, "template": data.get("template")},
+            "trained": {k: summary.get(k) for k in ("global_steps", "train_loss", "rows", "row_kinds", "seconds",
+                                                    "lora_r", "lora_alpha")},
+            "data": data, "source": str(adapter)}
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(weights)).items()}
+    save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (out / "adapter_config.json").write_text(json.dumps(acfg, indent=1), encoding="utf-8")
+    (out / "llmie_ie.json").write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
+    size = sum(f.stat().st_size for f in out.iterdir())
+    return {"kind": "slim-adapter", "out": str(out), "bytes": size, "prompt": info["prompt"]}

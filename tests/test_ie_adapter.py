@@ -1,0 +1,69 @@
+"""The IE adapter of the embedded LLM: how `--model embedded` picks it, how a trained adapter becomes the small shipped
+folder, and (real, slow) the shipped adapter extracting through both in-process engines, vLLM LoRA and hf peft."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from llmie.massie.extract import default_adapter
+from llmie.models import IE_ADAPTER, adapter_prompt, ie_adapter
+from llmie.train.config import load_config, parse_value
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("LLMIE_DATA_DIR", REPO.parent / "shared" / "data"))
+UNER_TEST = DATA / "ner" / "uner_en_ewt" / "en_ewt-ud-test.iob2"
+
+
+def test_recipe_yaml_reads_yaml12_booleans():
+    """`save_strategy: no` is trl's string choice, not YAML 1.1's False; true/false stay booleans."""
+    from llmie.train.sft import SFTRecipe
+
+    assert parse_value("no") == "no" and parse_value("off") == "off" and parse_value("yes") == "yes"
+    assert parse_value("true") is True and parse_value("False") is False and parse_value("1e-3") == 0.001
+    cfg = load_config(SFTRecipe, REPO / "recipes/massie_sft.yaml", ["--save_strategy", "no", "--bf16", "false"])
+    assert cfg.trainer["save_strategy"] == "no" and cfg.trainer["bf16"] is False
+    assert cfg.data["demo_share"] == 0.0  # the shipped adapter's layout: asked without demos
+
+
+def test_which_adapter_extraction_uses():
+    shipped = (IE_ADAPTER / "adapter_config.json").is_file()
+    assert shipped, f"{IE_ADAPTER}: the IE adapter must ship with the package"
+    assert ie_adapter("embedded") == str(IE_ADAPTER) == default_adapter("embedded", "vllm")
+    assert default_adapter("embedded", "hf") == str(IE_ADAPTER)
+    for spec, backend in (("embedded-base", "vllm"), ("embedded", "openai"), ("openai:http://x/v1#m", "vllm"),
+                          (str(REPO), "hf"), ("org/name", "vllm")):
+        assert default_adapter(spec, backend) is None, (spec, backend)
+    assert adapter_prompt(str(IE_ADAPTER))["demos"] is False  # trained on zero-shot rows
+    assert adapter_prompt(None) == {} and adapter_prompt(str(REPO)) == {}
+
+
+def test_slim_adapter_from_a_tiny_lora(tmp_path):
+    """`llmie export --slim`: bf16 weights (half the bytes), portable base name, prompt settings from the recipe."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    from safetensors.torch import load_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmie.train.export import ExportError, slim_adapter
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    pm = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    src = tmp_path / "sft"
+    pm.save_pretrained(str(src))
+    (src / "llmie_sft.json").write_text(json.dumps({"global_steps": 7, "rows": 9, "recipe": {
+        "data": {"builder": "llmie.massie.sft_data:build_rows", "demo_share": 0.0}}}), encoding="utf-8")
+    info = slim_adapter(src, tmp_path / "slim")
+    out = Path(info["out"])
+    w_src, w_out = load_file(str(src / "adapter_model.safetensors")), load_file(str(out / "adapter_model.safetensors"))
+    assert set(w_src) == set(w_out) and all(v.dtype == torch.bfloat16 for v in w_out.values())
+    assert all(torch.allclose(w_src[k].float(), w_out[k].float(), rtol=1e-2, atol=1e-3) for k in w_src)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "embedded"
+    assert adapter_prompt(str(out)) == {"demos": False, "template": None} and info["prompt"]["demos"] is False
+    assert json.loads((out / "llmie_ie.json").read_text())["trained"]["global_steps"] == 7
+    peft.PeftModel.from_pretrained(model, str(out))  # loads back as an adapter
+    with pytest.raises(ExportError, match="adapter_config.json"):
+        slim_adapter(tmp_path / "nothing", tmp_path / "x")
