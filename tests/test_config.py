@@ -193,3 +193,20 @@ def test_llmie_sft_transfusion_recipe_one_step(tmp_path):
     assert info["global_steps"] == 1 and (out / "adapter_model.safetensors").exists()
     assert json.loads(res.stdout.strip().splitlines()[-1])["global_steps"] == 1
 
+
+
+def test_bf16_auto_follows_native_bf16_support(monkeypatch):
+    """`bf16: auto` autocasts only where bf16 is native: a CPU without AVX512-BF16/AMX runs torch's reference gemm
+    in bf16 (a SmolLM2 step did not finish in 11 minutes on an AMD EPYC; 103 s in fp32), so it must train in fp32."""
+    import torch
+
+    import llmie.device as device
+    from llmie.train.sft import SFTRecipe, sft_args
+
+    cfg = load_config(SFTRecipe, REPO / "recipes/massie_sft.yaml", [])
+    assert cfg.trainer["bf16"] == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native, want in ((torch.bfloat16, True), (torch.float32, False)):
+        monkeypatch.setattr(device, "fast_dtype", lambda dev=None, _d=native: _d)
+        assert sft_args(cfg)["bf16"] is want
+    assert sft_args(load_config(SFTRecipe, REPO / "recipes/massie_sft.yaml", ["--bf16", "true"]))["bf16"] is True

@@ -124,8 +124,13 @@ def extract_cmd(task: str = typer.Option("ner", "--task", help="ner | re | sf | 
         template = str(prompt / "template.yaml" if prompt.is_dir() else prompt)
         if not Path(template).exists():
             fail(f"{template}: no such prompt template")
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        fail(f"--adapter {adapter}: not a peft LoRA adapter folder (no adapter_config.json)")
+    if adapter is not None:
+        from llmie.models import peft_adapter
+
+        try:
+            peft_adapter(adapter, "--adapter")
+        except FileNotFoundError as e:
+            fail(str(e))
     job = extract_job(schema, backend, model, api_base, template, constrained, keep_unaligned=keep_unaligned,
                       adapter=adapter)
     st = _run(job, docs, out, "extracting", engine=engine, chunk=max(1, chunk), workers=workers, address=address,

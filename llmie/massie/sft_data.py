@@ -7,16 +7,22 @@ and applies the model's own chat template, as the backends do at extraction time
 the one its bench asks with (prompts/schemas/uner.yaml, masakhaner.yaml), label descriptions included.
 
 Sources: UNER English-EWT dev and MasakhaNER 2.0 train splits (llmie.datasets; test files are refused). Languages
-left out of `masakhaner` stay zero-shot for `llmie eval --bench masakhaner`.
+left out of `masakhaner` stay zero-shot for `llmie eval --bench masakhaner`. Translate-train rows (`translate`):
+English dev sentences -> every offline MT engine (`llmie.mt`, Bergamot en->pt,
+apertium en->es) -> labels projected with the shipped `pvp` projector (llmie.transfusion.data.translate_project),
+the seeds' "SFT on synthesized PVP projection data" applied to extraction; pairs cached in `cache`.
 """
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
 
 from llmie.schema import Document, Schema
+
+log = logging.getLogger("llmie.sft_data")
 
 
 def rows_for(docs: Sequence[Document], schema: Schema, *, template: str | None = None, demo_share: float = 0.5,
@@ -73,17 +79,55 @@ def sample_docs(english: bool = True, masakhaner: Sequence[str] = (), *, n_engli
     return out
 
 
+def translated_docs(english: Sequence[Document], langs: Sequence[str], n: int, *, empty_share: float = 0.3,
+                    translator: str = "auto", projector: str = "pvp", seed: int = 13,
+                    cache: str | None = None) -> list[tuple[str, list[Document]]]:
+    """(lang, silver documents): `n` English gold documents per language machine-translated into it, their spans
+    projected (pairs whose projection failed are left out); cached as JSONL pairs in `cache` when given."""
+    from pathlib import Path
+
+    from llmie.transfusion.data import _load_pairs, _save_pairs, translate_project
+
+    cache_path = Path(cache) if cache else None
+    if cache_path and cache_path.exists():
+        pairs = _load_pairs(cache_path)
+    else:
+        from llmie.mt import get_translator
+
+        tr, pairs = get_translator(translator), []
+        for lang in langs:
+            pick = _sample(list(english), n, empty_share, random.Random(f"{seed}:{lang}"))
+            got, failed = translate_project(pick, lang, tr, projector)
+            log.info("translate-train %s: %d sentences, %d kept (%d with entities), %d projection failures", lang,
+                     len(pick), len(got), sum(bool(t.spans) for _, t in got), failed)
+            pairs += got
+        if cache_path:
+            _save_pairs(pairs, cache_path)
+    return [(lang, [tgt for _, tgt in pairs if tgt.lang == lang]) for lang in langs]
+
+
 def build_rows(english: bool = True, masakhaner: Sequence[str] = (), *, n_english: int | None = 1000,
                n_per_lang: int | None = 300, empty_share: float = 0.3, demo_share: float = 0.5,
-               template: str | None = None, seed: int = 13) -> list[dict[str, Any]]:
-    """The `data.builder` of recipes/massie_sft.yaml: rows from UNER English-EWT dev and MasakhaNER train splits."""
+               template: str | None = None, seed: int = 13, translate: Sequence[str] = (), n_translate: int = 300,
+               translator: str = "auto", projector: str = "pvp", cache: str | None = None) -> list[dict[str, Any]]:
+    """The `data.builder` of recipes/massie_sft.yaml: rows from UNER English-EWT dev and MasakhaNER train splits, plus
+    translate-train rows in each `translate` language (`translated_docs` of UNER English dev, sampled on their own:
+    the English rows take most labelled dev sentences, and a pool without them gave 600 empty rows)."""
     from llmie.bench.ner import load_schema
 
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
-    for source, docs in sample_docs(english, masakhaner, n_english=n_english, n_per_lang=n_per_lang,
-                                    empty_share=empty_share, rng=rng):
-        schema = load_schema("uner" if source == "eng" else "masakhaner")
+    sources = sample_docs(english, masakhaner, n_english=n_english, n_per_lang=n_per_lang,
+                          empty_share=empty_share, rng=rng)
+    if translate:  # translate-train: the English training sentences themselves, in other languages
+        from llmie.datasets import check_trainable, uner_en
+        from llmie.io import read_iob2
+
+        pool = list(read_iob2(check_trainable(uner_en("dev"), "IE adapter training data"), lang="eng"))
+        sources += translated_docs(pool, translate, n_translate, empty_share=empty_share, translator=translator,
+                                   projector=projector, seed=seed, cache=cache)
+    for source, docs in sources:
+        schema = load_schema("masakhaner" if source in masakhaner else "uner")
         rows += rows_for(docs, schema, template=template, demo_share=demo_share, seed=seed, source=source)
     rng.shuffle(rows)
     return rows

@@ -353,6 +353,15 @@ def ie_adapter(spec: str | None) -> str | None:
     return None
 
 
+def peft_adapter(path: str | Path, what: str = "adapter") -> Path:
+    """`path` as a peft LoRA adapter folder, or FileNotFoundError naming `what` (the option or key that gave it):
+    the one check behind `--adapter`, `sft_adapter` / `init_adapter`, `llmie export` and the LLM projector."""
+    p = Path(path)
+    if not (p / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{what} {p}: not a peft LoRA adapter folder (no adapter_config.json)")
+    return p
+
+
 def adapter_prompt(adapter: str | None) -> dict:
     """How an adapter wants to be asked (`llmie_ie.json` next to it: `demos`, `template`); {} when it says nothing."""
     if not adapter:

@@ -149,8 +149,10 @@ class LLMProjector:
 
     def __post_init__(self) -> None:
         self.tpl = load_template(self.template)
-        if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"{self.adapter}: not a peft adapter folder (no adapter_config.json)")
+        if self.adapter:
+            from llmie.models import peft_adapter
+
+            peft_adapter(self.adapter, "adapter")
         from llmie.backends import get_backend
 
         if self.backend == "hf":

@@ -295,6 +295,14 @@ def trainer_kwargs(recipe: Any, output_dir: str) -> dict[str, Any]:
     kw = dict(recipe.trainer)
     kw.setdefault("output_dir", output_dir)
     kw.setdefault("report_to", "none")
+    if str(kw.get("bf16")).lower() == "auto":
+        # bf16 autocast only where it is native (1.3x faster than fp32 with AMX): on a CPU without AVX512-BF16/AMX
+        # (an AMD EPYC here) torch falls back to a reference gemm; a SmolLM2 step of recipes/massie_sft.yaml did not
+        # finish in 11 minutes in bf16 and takes 103 s in fp32.
+        from llmie.device import fast_dtype
+
+        kw["bf16"] = fast_dtype(None) is torch.bfloat16 and (not torch.cuda.is_available()
+                                                              or torch.cuda.is_bf16_supported())
     if not torch.cuda.is_available():
         kw.setdefault("use_cpu", True)
         kw.setdefault("bf16", False)

@@ -18,10 +18,12 @@ class ExportError(ValueError):
 
 
 def _adapter_config(adapter: Path) -> dict[str, Any]:
-    cfg = adapter / "adapter_config.json"
-    if not cfg.is_file():
-        raise ExportError(f"{adapter}: no adapter_config.json (not a peft adapter folder)")
-    return json.loads(cfg.read_text(encoding="utf-8"))
+    from llmie.models import peft_adapter
+
+    try:
+        return json.loads((peft_adapter(adapter, "--adapter") / "adapter_config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ExportError(str(e)) from None
 
 
 def quantization_of(model_path: str) -> dict[str, Any] | None:

@@ -5,7 +5,8 @@ A recipe is one flat YAML mapping (trl's TrlParser idea), three kinds of keys:
   `num_train_epochs`, `max_steps`, `per_device_train_batch_size`, `max_length`, `gradient_checkpointing`, ...)
   go to `SFTConfig` unchanged; unknown keys are an error.
 - **model / peft keys** (`model`, `load_in_4bit`, `bnb_4bit_*`, `dtype`, `use_peft`, `lora_*`): `model` accepts
-  what `llmie.models.resolve_llm` does (`embedded` = SmolLM2-135M-Instruct, a folder, a hub id).
+  what `llmie.models.resolve_llm` does (`embedded` = SmolLM2-135M-Instruct, a folder, a hub id); `init_adapter`
+  (a peft adapter folder) goes on training that adapter instead of a new LoRA (a later stage of a long run).
 - **`data:`**, llmie's section: `train_file` (JSONL of `prompt`/`completion` or `text` rows) or `builder`
   (`module:function` inside `llmie`, called with the remaining data keys, returning such rows).
 Overrides (llmie.train.config): `key=value`, `--key value`, `--key=value`, `--flag`, `data.key=value`.
@@ -36,6 +37,7 @@ class SFTRecipe(LMRecipe):
     """An `llmie sft` recipe: the shared model / peft / data fields; trl `SFTConfig` fields pass through."""
 
     trainer_config: ClassVar[str] = "trl:SFTConfig"
+    init_adapter: str | None = None  # an adapter folder to go on training (a second stage on fresh rows), not a new LoRA
 
 
 load_sft_recipe = flat_loader(SFTRecipe)  # (path, overrides) -> the flat dict the trainer takes
@@ -138,16 +140,17 @@ def recipe_rows(cls: type, cfg: Any, loader: Any, what: str) -> tuple[Any, dict[
 
 
 def load_peft_model(cfg: dict[str, Any], gradient_checkpointing: bool = False):
-    """(model, tokenizer, path, peft_config): an `sft_adapter` loaded trainable (dpo; trl copies it to a frozen
-    `ref`), else a fresh LoRA config for the trainer to apply (`use_peft`), else full fine-tuning."""
+    """(model, tokenizer, path, peft_config): an existing adapter loaded trainable (dpo's `sft_adapter`, of which trl
+    copies a frozen `ref`; sft's `init_adapter`, a later stage of a long run), else a fresh LoRA config for the
+    trainer to apply (`use_peft`), else full fine-tuning."""
     model, tok, path = load_model(cfg, gradient_checkpointing)
-    adapter = cfg.get("sft_adapter")
-    if adapter:
+    key = "sft_adapter" if cfg.get("sft_adapter") else "init_adapter"
+    if cfg.get(key):
         from peft import PeftModel
 
-        ad = Path(adapter)
-        if not (ad / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"sft_adapter {ad}: not a peft adapter folder (no adapter_config.json)")
+        from llmie.models import peft_adapter
+
+        ad = peft_adapter(cfg[key], key)  # a bf16 shipped adapter is cast to the model's dtype (peft autocast)
         return PeftModel.from_pretrained(model, str(ad), is_trainable=True), tok, path, None
     if cfg["use_peft"]:
         return model, tok, path, lora_config(cfg)
@@ -191,7 +194,7 @@ def train_sft(cfg: SFTRecipe | dict[str, Any]) -> Path:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = {
         "base_model": path, "model": cfg["model"], "load_in_4bit": cfg["load_in_4bit"], "linear4bit_layers": n4,
-        "peft": bool(peft_config), "lora_r": cfg["lora_r"], "lora_alpha": cfg["lora_alpha"],
+        "peft": bool(peft_config or cfg.get("init_adapter")), "init_adapter": cfg.get("init_adapter"), "lora_r": cfg["lora_r"], "lora_alpha": cfg["lora_alpha"],
         "lora_target_modules": cfg["lora_target_modules"], "rows": len(rows), "row_kinds": kinds,
         "completion_only_loss": cols == ["prompt", "completion"] and args.completion_only_loss is not False,
         "global_steps": trainer.state.global_step, "train_loss": result.training_loss, "logged_losses": losses,
