@@ -16,6 +16,7 @@ def test_prompt_experiments_notebook_executes(data_dir, tmp_path):
 
     nb = nbformat.read(NB, as_version=4)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("LLMIE_NB_N", "2")  # sentences per language: the notebook's flow, at half its CI cost
     os.environ["LLMIE_DATA_DIR"] = str(data_dir)  # the kernel inherits it; it runs in tmp_path
     client = nbclient.NotebookClient(nb, timeout=1200, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
