@@ -80,3 +80,6 @@ def test_vllm_runs_the_llm_in_the_cpus_native_dtype(monkeypatch):
         seen.clear()
         serve.start_server("embedded", port=1, extra_args=["--dtype", "float16"])
         assert seen["cmd"].count("--dtype") == 1
+        seen.clear()
+        serve.start_server("embedded", port=1, extra_args=["--dtype=float16"])
+        assert "--dtype" not in seen["cmd"] and "--dtype=float16" in seen["cmd"]

@@ -199,7 +199,7 @@ def start_server(model: str = "embedded", port: int | None = None, host: str = "
     env.setdefault("OMP_NUM_THREADS", "1")
     if Path(model_path).is_dir():
         env.setdefault("HF_HUB_OFFLINE", "1")
-    if not _cuda_available() and "--dtype" not in extra_args:
+    if not _cuda_available() and not any(a == "--dtype" or str(a).startswith("--dtype=") for a in extra_args):
         from llmie.device import cpu_llm_dtype
 
         extra_args = ["--dtype", cpu_llm_dtype(), *extra_args]  # the folder says bf16: 4x slower on AVX2 CPUs

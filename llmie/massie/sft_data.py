@@ -15,14 +15,11 @@ the seeds' "SFT on synthesized PVP projection data" applied to extraction; pairs
 from __future__ import annotations
 
 import json
-import logging
 import random
 from collections.abc import Sequence
 from typing import Any
 
 from llmie.schema import Document, Schema
-
-log = logging.getLogger("llmie.sft_data")
 
 
 def rows_for(docs: Sequence[Document], schema: Schema, *, template: str | None = None, demo_share: float = 0.5,
@@ -84,25 +81,11 @@ def translated_docs(english: Sequence[Document], langs: Sequence[str], n: int, *
                     cache: str | None = None) -> list[tuple[str, list[Document]]]:
     """(lang, silver documents): `n` English gold documents per language machine-translated into it, their spans
     projected (pairs whose projection failed are left out); cached as JSONL pairs in `cache` when given."""
-    from pathlib import Path
+    from llmie.transfusion.data import translated_pairs
 
-    from llmie.transfusion.data import _load_pairs, _save_pairs, translate_project
-
-    cache_path = Path(cache) if cache else None
-    if cache_path and cache_path.exists():
-        pairs = _load_pairs(cache_path)
-    else:
-        from llmie.mt import get_translator
-
-        tr, pairs = get_translator(translator), []
-        for lang in langs:
-            pick = _sample(list(english), n, empty_share, random.Random(f"{seed}:{lang}"))
-            got, failed = translate_project(pick, lang, tr, projector)
-            log.info("translate-train %s: %d sentences, %d kept (%d with entities), %d projection failures", lang,
-                     len(pick), len(got), sum(bool(t.spans) for _, t in got), failed)
-            pairs += got
-        if cache_path:
-            _save_pairs(pairs, cache_path)
+    pairs = translated_pairs(langs, lambda _, lang: _sample(list(english), n, empty_share,
+                                                            random.Random(f"{seed}:{lang}")),
+                             translator, projector, cache)
     return [(lang, [tgt for _, tgt in pairs if tgt.lang == lang]) for lang in langs]
 
 

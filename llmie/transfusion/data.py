@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,30 @@ def _load_pairs(path: Path) -> list[tuple[Document, Document]]:
     return out
 
 
+def translated_pairs(langs: Sequence[str], pick: Callable[[int, str], list[Document]], translator: str = "auto",
+                     projector: str = "pvp", cache: str | Path | None = None) -> list[tuple[Document, Document]]:
+    """(English, translated + projected) pairs for each language: `pick(i, lang)` chooses the English gold documents,
+    `translate_project` does the rest; read from / written to the JSONL `cache` when given, so reruns skip MT and
+    projection. Shared by the TransFusion rows and the IE adapter's translate-train rows (llmie.massie.sft_data)."""
+    cache_path = Path(cache) if cache else None
+    if cache_path and cache_path.exists():
+        pairs = _load_pairs(cache_path)
+        log.info("translated pairs from cache %s (%d)", cache_path, len(pairs))
+        return pairs
+    from llmie.mt import get_translator
+
+    tr, pairs = get_translator(translator), []
+    for i, lang in enumerate(langs):
+        chosen = pick(i, lang)
+        got, failed = translate_project(chosen, lang, tr, projector)
+        log.info("%s: %d sentences, %d pairs kept (%d with entities), %d projection failures", lang, len(chosen),
+                 len(got), sum(bool(t.spans) for _, t in got), failed)
+        pairs.extend(got)
+    if cache_path:
+        _save_pairs(pairs, cache_path)
+    return pairs
+
+
 def mix(tf: Sequence[dict], plain: Sequence[dict], seed: int = 13) -> list[dict]:
     rows = list(tf) + list(plain)
     random.Random(seed).shuffle(rows)
@@ -144,24 +168,13 @@ def build_sft_records(english: str, schema: str = "gollie_ner", langs: Sequence[
     # 75% of TF sentences with entities, 25% without (authors' code)
     with_ents, without = [d for d in pool if d.spans], [d for d in pool if not d.spans]
     plain_docs = docs[:n_english]
-    cache_path = Path(cache) if cache else None
-    pairs: list[tuple[Document, Document]] = []
-    if cache_path and cache_path.exists():
-        pairs = _load_pairs(cache_path)
-        log.info("TF pairs from cache %s (%d)", cache_path, len(pairs))
-    else:
-        from llmie.mt import get_translator
 
-        tr = get_translator(translator)
-        for i, lang in enumerate(langs):
-            r = random.Random(seed + i)
-            n_pos = round(n_tf * 0.75)
-            pick = r.sample(with_ents, min(n_pos, len(with_ents))) + r.sample(without, min(n_tf - n_pos, len(without)))
-            got, failed = translate_project(pick, lang, tr, projector)
-            log.info("%s: %d TF pairs, %d projection failures", lang, len(got), failed)
-            pairs.extend(got)
-        if cache_path:
-            _save_pairs(pairs, cache_path)
+    def pick(i: int, lang: str) -> list[Document]:
+        r = random.Random(seed + i)
+        n_pos = round(n_tf * 0.75)
+        return r.sample(with_ents, min(n_pos, len(with_ents))) + r.sample(without, min(n_tf - n_pos, len(without)))
+
+    pairs = translated_pairs(langs, pick, translator, projector, cache)
     tf = [tf_record(sch, tgt, en, method) for en, tgt in pairs]
     plain = [plain_record(sch, d) for d in plain_docs]
     return mix(tf, plain, seed)
