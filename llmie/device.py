@@ -39,7 +39,8 @@ def resolve_device(device: Any = "auto"):
 
 
 def fast_dtype(device: Any = None):
-    """bfloat16 where `device` computes it natively (CUDA, CPUs with AVX512-BF16/AMX), else float32.
+    """bfloat16 where `device` computes it natively (CUDA GPUs with bf16 support, i.e. Ampere and newer; CPUs with
+    AVX512-BF16/AMX), else float32 (a V100/T4 emulates bf16 slowly or not at all, an AVX2 CPU runs a reference gemm).
 
     `device=None` means "auto". Measured on the dev CPU (AVX512-BF16): e5-small forward 1.9x faster in bf16.
     """
@@ -47,7 +48,7 @@ def fast_dtype(device: Any = None):
 
     dev = resolve_device(device)
     if dev.type == "cuda":
-        return torch.bfloat16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if dev.type != "cpu":
         return torch.float32
     try:

@@ -83,3 +83,14 @@ def test_vllm_runs_the_llm_in_the_cpus_native_dtype(monkeypatch):
         seen.clear()
         serve.start_server("embedded", port=1, extra_args=["--dtype=float16"])
         assert "--dtype" not in seen["cmd"] and "--dtype=float16" in seen["cmd"]
+
+
+def test_fast_dtype_is_bf16_only_on_gpus_that_compute_it(monkeypatch):
+    """A pre-Ampere GPU (V100, T4) has no native bf16: the encoders and `bf16: auto` must pick float32 there.
+    No GPU here: the CUDA answers are injected."""
+    import llmie.device as device
+
+    monkeypatch.setattr(device, "resolve_device", lambda d=None: torch.device("cuda"))
+    for supported, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, _s=supported, **k: _s)
+        assert device.fast_dtype("cuda") is want

@@ -103,6 +103,18 @@ def test_translate_train_rows_are_projected_and_grounded(data_dir, monkeypatch, 
     assert sum(any(json.loads(r["completion"][0]["content"]).values()) for r in big if r["lang"] == "por") >= 3
     assert cache.exists() and build_rows(True, [], n_english=10, translate=["por"], n_translate=6, empty_share=0.2,
                                          demo_share=0.0, cache=str(cache)) == rows
+    # the cache is keyed by (language, translator, projector, sentence): asking for another language extends it
+    # (a cache made for Portuguese once gave no Spanish rows, silently)
+    try:
+        get_translator("apertium").translate(["Hello."], "en", "spa")
+    except Exception:  # noqa: BLE001 - apertium eng-spa is optional
+        return
+    both = build_rows(True, [], n_english=10, translate=["por", "spa"], n_translate=6, empty_share=0.2, demo_share=0.0,
+                      cache=str(cache))
+    rowset = lambda rs: sorted(json.dumps(r, sort_keys=True) for r in rs)  # noqa: E731
+    assert rowset(r for r in both if r["lang"] == "por") == rowset(por) and 4 <= sum(r["lang"] == "spa" for r in both) <= 6
+    keys = {json.loads(x)["key"]["lang"] for x in cache.read_text(encoding="utf-8").splitlines()}
+    assert keys == {"por", "spa"}
 
 
 @pytest.mark.slow

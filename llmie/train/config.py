@@ -301,8 +301,7 @@ def trainer_kwargs(recipe: Any, output_dir: str) -> dict[str, Any]:
         # finish in 11 minutes in bf16 and takes 103 s in fp32.
         from llmie.device import fast_dtype
 
-        kw["bf16"] = fast_dtype(None) is torch.bfloat16 and (not torch.cuda.is_available()
-                                                              or torch.cuda.is_bf16_supported())
+        kw["bf16"] = fast_dtype(None) is torch.bfloat16
     if not torch.cuda.is_available():
         kw.setdefault("use_cpu", True)
         kw.setdefault("bf16", False)

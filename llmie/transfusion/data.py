@@ -86,53 +86,86 @@ def translate_project(english: Sequence[Document], lang: str, translator: Any, p
     return out, failed
 
 
-def _save_pairs(pairs: Sequence[tuple[Document, Document]], path: Path) -> None:
+_Key = tuple[str, str, str, str, str]   # (lang, translator, projector, English id, English text)
+
+
+def _pair_key(lang: str, translator: str, projector: str, en: Document) -> _Key:
+    return (lang, translator, projector, en.id, en.text)
+
+
+def _save_pairs(entries: dict[_Key, tuple[Document, Document | None]], path: Path) -> None:
+    """The whole cache, atomically: one line per English sentence and (language, translator, projector); a sentence
+    whose projection failed is stored with `"tgt": null` so that reruns do not try it again."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for en, tgt in pairs:
-            f.write(json.dumps({"en": en.model_dump(mode="json"), "tgt": tgt.model_dump(mode="json")},
+        for (lang, translator, projector, _, _), (en, tgt) in entries.items():
+            f.write(json.dumps({"key": {"lang": lang, "translator": translator, "projector": projector},
+                                "en": en.model_dump(mode="json"),
+                                "tgt": tgt.model_dump(mode="json") if tgt is not None else None},
                                ensure_ascii=False) + "\n")
     tmp.replace(path)
 
 
-def _load_pairs(path: Path) -> list[tuple[Document, Document]]:
+def _load_pairs(path: Path) -> dict[_Key, tuple[Document, Document | None]]:
     from llmie.io import iter_json_lines
+    from llmie.schema import LlmieDataError
 
-    out = []
+    out: dict[_Key, tuple[Document, Document | None]] = {}
+    legacy = 0
     for n, obj in iter_json_lines(path):
         for k in ("en", "tgt"):
             if k not in obj:
-                from llmie.schema import LlmieDataError
                 raise LlmieDataError(f"missing {k!r}", file=str(path), line=n, field=k)
-        en, tgt = Document.model_validate(obj["en"]), Document.model_validate(obj["tgt"])
+        key = obj.get("key")
+        if not isinstance(key, dict):
+            legacy += 1     # written before caches were keyed: nothing says which translator/projector made it
+            continue
+        en = Document.model_validate(obj["en"])
+        tgt = Document.model_validate(obj["tgt"]) if obj["tgt"] is not None else None
         for d in (en, tgt):
-            d.meta.pop("tokens", None), d.meta.pop("token_offsets", None), d.meta.pop("tags", None)
-        out.append((en, tgt))
+            if d is not None:
+                d.meta.pop("tokens", None), d.meta.pop("token_offsets", None), d.meta.pop("tags", None)
+        try:
+            k = _pair_key(key["lang"], key["translator"], key["projector"], en)
+        except KeyError as e:
+            raise LlmieDataError(f"key lacks {e.args[0]!r}", file=str(path), line=n, field="key") from None
+        out[k] = (en, tgt)
+    if legacy:
+        log.warning("%s: %d unkeyed lines from an older llmie ignored (they are rebuilt)", path, legacy)
     return out
 
 
 def translated_pairs(langs: Sequence[str], pick: Callable[[int, str], list[Document]], translator: str = "auto",
                      projector: str = "pvp", cache: str | Path | None = None) -> list[tuple[Document, Document]]:
     """(English, translated + projected) pairs for each language: `pick(i, lang)` chooses the English gold documents,
-    `translate_project` does the rest; read from / written to the JSONL `cache` when given, so reruns skip MT and
-    projection. Shared by the TransFusion rows and the IE adapter's translate-train rows (llmie.massie.sft_data)."""
+    `translate_project` does the rest. With a JSONL `cache`, each sentence is looked up by (language, translator,
+    projector, English sentence): reruns skip MT and projection, and a cache made for other languages, another
+    sample or another projector is extended rather than silently reused. The cache is saved after each language.
+    Shared by the TransFusion rows and the IE adapter's translate-train rows (llmie.massie.sft_data)."""
     cache_path = Path(cache) if cache else None
-    if cache_path and cache_path.exists():
-        pairs = _load_pairs(cache_path)
-        log.info("translated pairs from cache %s (%d)", cache_path, len(pairs))
-        return pairs
-    from llmie.mt import get_translator
-
-    tr, pairs = get_translator(translator), []
+    entries = _load_pairs(cache_path) if cache_path and cache_path.exists() else {}
+    tr, pairs = None, []
     for i, lang in enumerate(langs):
-        chosen = pick(i, lang)
-        got, failed = translate_project(chosen, lang, tr, projector)
-        log.info("%s: %d sentences, %d pairs kept (%d with entities), %d projection failures", lang, len(chosen),
-                 len(got), sum(bool(t.spans) for _, t in got), failed)
-        pairs.extend(got)
-    if cache_path:
-        _save_pairs(pairs, cache_path)
+        chosen = [d for d in pick(i, lang) if d.text.strip()]
+        keys = [_pair_key(lang, translator, projector, d) for d in chosen]
+        missing = [d for d, k in zip(chosen, keys) if k not in entries]
+        if missing:
+            if tr is None:
+                from llmie.mt import get_translator
+
+                tr = get_translator(translator)
+            got, _ = translate_project(missing, lang, tr, projector)
+            done = {en.id: tgt for en, tgt in got}
+            for d in missing:   # failures (no projection) are remembered as None
+                entries[_pair_key(lang, translator, projector, d)] = (d, done.get(d.id))
+            if cache_path:
+                _save_pairs(entries, cache_path)
+        kept = [entries[k] for k in keys if entries[k][1] is not None]
+        log.info("%s: %d sentences (%d from cache), %d pairs kept (%d with entities), %d projection failures",
+                 lang, len(chosen), len(chosen) - len(missing), len(kept), sum(bool(t.spans) for _, t in kept),
+                 len(chosen) - len(kept))
+        pairs.extend(kept)  # type: ignore[arg-type]
     return pairs
 
 
