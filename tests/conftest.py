@@ -28,9 +28,16 @@ def data_dir() -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def user_server(tmp_path_factory) -> Iterator[str]:
+    """One server started the way a user would (`llmie serve` in another shell, served name `usersmol`), shared by
+    the optimize and projection-optimize tests: a vLLM start is ~30 s of CI each."""
+    yield from serve_like_a_user(tmp_path_factory.mktemp("serve") / "serve.log", "usersmol")
+
+
 def serve_like_a_user(log: Path, name: str) -> Iterator[str]:
     """`llmie serve` started the way a user would (another shell), yielding its /v1 URL once healthy; stopped by
-    its PID (SIGTERM: `llmie serve` stops its vLLM server). Used by module-scoped `user_server` fixtures."""
+    its PID (SIGTERM: `llmie serve` stops its vLLM server). Used by the session-scoped `user_server` fixture."""
     from llmie.backends.serve import free_port
 
     port = free_port()

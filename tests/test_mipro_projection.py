@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import serve_like_a_user
 
 LLMIE = [sys.executable, "-m", "llmie.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -112,19 +111,13 @@ def test_exp_test_files_are_refused(data_dir):
         read_points([str(f)])
 
 
-@pytest.fixture(scope="module")
-def user_server(tmp_path_factory):
-    """A server started the way a user would: `llmie serve` in another shell; stopped by its PID."""
-    yield from serve_like_a_user(tmp_path_factory.mktemp("serve") / "serve.log", "projsmol")
-
-
 @pytest.mark.slow
 def test_projection_smoke_against_a_user_started_server(user_server, tmp_path):
     out = tmp_path / "opt_proj"
     train = _synth_file(tmp_path / "train.por.jsonl")
     t0 = time.monotonic()
     r = subprocess.run([*LLMIE, "optimize", "--task", "projection", "--train", str(train), "--preset", "smoke",
-                        "--n-train", "6", "--n-dev", "4", "--api-base", user_server, "--model-name", "projsmol",
+                        "--n-train", "6", "--n-dev", "4", "--api-base", user_server, "--model-name", "usersmol",
                         "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
@@ -133,7 +126,7 @@ def test_projection_smoke_against_a_user_started_server(user_server, tmp_path):
         assert 0 <= res["dev"][when]["em"] <= 100
     assert res["lm_calls"]["task"] > 0 and res["seconds"] > 0 and res["kept"] in ("optimized", "default")
     assert res["data"]["n_train"] == 6 and res["data"]["n_dev"] == 4
-    assert res["model"]["name"] == "projsmol" and res["model"]["served"] is None
+    assert res["model"]["name"] == "usersmol" and res["model"]["served"] is None
     # the enum schema reached the server: every answer parsed and was a candidate
     assert res["parse_failures"] == 0 and res["dev_failed"] == {"before": 0, "after": 0}
     # the metric scored real predictions, and each one is a substring of its target

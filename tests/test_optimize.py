@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import serve_like_a_user
-
 from llmie.backends.serve import pid_alive
 
 LLMIE = [sys.executable, "-m", "llmie.cli"]
@@ -80,12 +78,14 @@ def _same_prompt_as_extract(out: Path, task: str) -> None:
 @pytest.mark.slow
 def test_smoke_run_starts_and_stops_the_embedded_server(tmp_path, data_dir):
     out = tmp_path / "opt"
-    r = _cli("optimize", "--task", "ner", "--preset", "smoke", "--nonempty", "0.6", "--out", str(out))
+    # CI-sized below the smoke preset: the server start/stop, the contract and grounding are what is tested here
+    r = _cli("optimize", "--task", "ner", "--preset", "smoke", "--nonempty", "0.6", "--n-train", "5", "--trials", "2",
+             "--max-tokens", "96", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["parse_failures"] == 0
     res = _check_outputs(out, "ner")
-    assert res["data"]["n_train"] == 8 and res["data"]["n_dev"] == 5
+    assert res["data"]["n_train"] == 5 and res["data"]["n_dev"] == 5 and res["settings"]["max_tokens"] == 96
     pid = int(re.search(r"server pid (\d+)", r.stderr).group(1))
     assert not pid_alive(pid), "the embedded server outlived llmie optimize"
     # real predictions, grounded into the document text
@@ -98,16 +98,11 @@ def test_smoke_run_starts_and_stops_the_embedded_server(tmp_path, data_dir):
     _same_prompt_as_extract(out, "ner")
 
 
-@pytest.fixture(scope="module")
-def user_server(tmp_path_factory):
-    """A server started the way a user would: `llmie serve` in another shell; stopped by its PID."""
-    yield from serve_like_a_user(tmp_path_factory.mktemp("serve") / "serve.log", "usersmol")
-
-
 @pytest.mark.slow
 def test_re_smoke_against_a_user_started_server(user_server, tmp_path, data_dir):
     out = tmp_path / "opt_re"
-    r = _cli("optimize", "--task", "re", "--preset", "smoke", "--n-train", "5", "--n-dev", "3",
+    r = _cli("optimize", "--task", "re", "--preset", "smoke", "--n-train", "3", "--n-dev", "3", "--trials", "2",
+             "--max-tokens", "96",
              "--api-base", user_server, "--model-name", "usersmol", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     res = _check_outputs(out, "re")
@@ -264,8 +259,8 @@ def test_ee_dry_run_reads_event_types_and_roles(tmp_path):
 def test_ee_smoke_against_a_user_started_server(user_server, tmp_path):
     out = tmp_path / "opt_ee"
     f = _ee_file(tmp_path / "ee.jsonl")
-    r = _cli("optimize", "--task", "ee", "--train", str(f), "--preset", "smoke", "--n-train", "5", "--n-dev", "3",
-             "--api-base", user_server, "--model-name", "usersmol", "--out", str(out))
+    r = _cli("optimize", "--task", "ee", "--train", str(f), "--preset", "smoke", "--n-train", "3", "--n-dev", "3",
+             "--trials", "2", "--max-tokens", "96", "--api-base", user_server, "--model-name", "usersmol", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["task"] == "ee" and sorted(res["labels"]) == ["Attack", "Marry"]

@@ -29,6 +29,8 @@ def optimize_cmd(task: str = typer.Option("ner", "--task", help="ner | re (also 
              candidates: Optional[int] = typer.Option(None, "--candidates", help="m candidate sets (paper: 12)."),
              demos: Optional[int] = typer.Option(None, "--demos", help="K demos per set (paper: 3)."),
              minibatch: Optional[int] = typer.Option(None, "--minibatch", help="Minibatch size (paper: 25; 0 = off)."),
+             max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Answer budget per task-model call "
+                                                      "(default 256; a rambling small model costs up to this per call)."),
              seed: int = typer.Option(13, "--seed"),
              model: str = typer.Option("embedded", "--model", help="Model to serve when no --api-base."),
              api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server, e.g. "
@@ -61,11 +63,13 @@ def optimize_cmd(task: str = typer.Option("ner", "--task", help="ner | re (also 
         cfg.apply_preset()
         cfg.preset = None
         for k, v in (("n_train", n_train), ("n_dev", n_dev), ("trials", trials), ("candidates", candidates),
-                     ("demos", demos)):
+                     ("demos", demos), ("max_tokens", max_tokens)):
             if v is not None:
                 setattr(cfg, k, v)
         if demos is not None:
             cfg.bootstrapped = demos
+        if max_tokens is not None and max_tokens < 1:
+            fail(f"--max-tokens {max_tokens}: must be at least 1")
         if dev_caps:
             try:
                 e, l = (int(x) for x in dev_caps.split(","))
