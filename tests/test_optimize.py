@@ -145,6 +145,14 @@ def test_dry_run_counts_calls_without_a_server(data_dir):
     assert est["task"]["trials"] == 50 * 25 + (50 // 10 + 1) * 50
 
 
+def test_max_tokens_reaches_the_config_and_zero_is_refused(data_dir):
+    r = _cli("optimize", "--preset", "smoke", "--max-tokens", "0", "--dry-run", timeout=120)
+    assert r.returncode != 0 and "--max-tokens 0: must be at least 1" in r.stderr
+    r = _cli("optimize", "--preset", "smoke", "--max-tokens", "64", "--dry-run", timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["settings"]["max_tokens"] == 64
+
+
 def test_estimate_light_mode_and_label_batches():
     from llmie.optimize import OptimizeConfig, estimate_calls
 

@@ -414,7 +414,7 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
     est = estimate_calls(cfg, len(train_docs), len(dev_docs), len(test_docs), n_batches)
     if dry_run:
         return {"task": cfg.task, "dry_run": True, "data": data_info, "labels": [lab.name for lab in schema.labels],
-                "lm_calls_max": est}
+                "lm_calls_max": est, "settings": {k: v for k, v in asdict(cfg).items() if k != "out"}}
 
     import dspy
 
