@@ -153,6 +153,15 @@ def test_max_tokens_reaches_the_config_and_zero_is_refused(data_dir):
     assert json.loads(r.stdout)["settings"]["max_tokens"] == 64
 
 
+def test_explicit_settings_win_over_the_preset():
+    from llmie.optimize import OptimizeConfig
+
+    cfg = OptimizeConfig(preset="smoke", n_train=20, max_tokens=64).apply_preset()
+    assert cfg.n_train == 20 and cfg.max_tokens == 64   # given: kept
+    assert cfg.n_dev == 5 and cfg.trials == 3            # left at the defaults: the preset's
+    assert OptimizeConfig(preset="mlight").apply_preset().dev_caps == (100, 30)
+
+
 def test_estimate_light_mode_and_label_batches():
     from llmie.optimize import OptimizeConfig, estimate_calls
 

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +89,15 @@ class OptimizeConfig:
     preset: str | None = None
 
     def apply_preset(self) -> OptimizeConfig:
+        """Fill the preset's settings into the fields still at their defaults: an explicit
+        `OptimizeConfig(preset="smoke", n_train=20)` keeps its 20 (the CLI applies its options after the preset)."""
         if self.preset:
             if self.preset not in PRESETS:
                 raise ValueError(f"unknown preset {self.preset!r}; available: {', '.join(PRESETS)}")
+            defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
             for k, v in PRESETS[self.preset].items():
-                setattr(self, k, v)
+                if k not in defaults or getattr(self, k) == defaults[k]:
+                    setattr(self, k, v)
         return self
 
 
