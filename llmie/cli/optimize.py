@@ -60,6 +60,8 @@ def optimize_cmd(task: str = typer.Option("ner", "--task", help="ner | re (also 
     if langs:
         cfg.langs = [x.strip() for x in langs.split(",") if x.strip()]
     try:
+        if max_tokens is not None and max_tokens < 1:
+            fail(f"--max-tokens {max_tokens}: must be at least 1")
         cfg.apply_preset()
         cfg.preset = None
         for k, v in (("n_train", n_train), ("n_dev", n_dev), ("trials", trials), ("candidates", candidates),
@@ -68,8 +70,6 @@ def optimize_cmd(task: str = typer.Option("ner", "--task", help="ner | re (also 
                 setattr(cfg, k, v)
         if demos is not None:
             cfg.bootstrapped = demos
-        if max_tokens is not None and max_tokens < 1:
-            fail(f"--max-tokens {max_tokens}: must be at least 1")
         if dev_caps:
             try:
                 e, l = (int(x) for x in dev_caps.split(","))

@@ -100,6 +100,10 @@ class OptimizeConfig:
                     setattr(self, k, v)
         return self
 
+    def settings(self, drop: tuple[str, ...] = ("out",)) -> dict[str, Any]:
+        """The settings as recorded in results.json and printed by --dry-run (paths of the output left out)."""
+        return {k: v for k, v in asdict(self).items() if k not in drop}
+
 
 # ---------------------------------------------------------------------------------------------- data
 
@@ -418,7 +422,7 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
     est = estimate_calls(cfg, len(train_docs), len(dev_docs), len(test_docs), n_batches)
     if dry_run:
         return {"task": cfg.task, "dry_run": True, "data": data_info, "labels": [lab.name for lab in schema.labels],
-                "lm_calls_max": est, "settings": {k: v for k, v in asdict(cfg).items() if k != "out"}}
+                "lm_calls_max": est, "settings": cfg.settings()}
 
     import dspy
 
@@ -517,7 +521,7 @@ def run_optimize(cfg: OptimizeConfig, dry_run: bool = False, echo: Any = print) 
             "template": opt_tpl["name"] if better else base.name,
             "labels": [lab.name for lab in schema.labels],
             "data": data_info,
-            "settings": {**{k: v for k, v in asdict(cfg).items() if k != "out"}, "mipro": s},
+            "settings": {**cfg.settings(), "mipro": s},
             "lm_calls_max": est,
             "model": {"api_base": api_base if not handle else "embedded server (stopped)", "name": name,
                       "task_model": cfg.task_model or name, "prompt_model": cfg.prompt_model or name,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -296,8 +296,7 @@ def run_projection(cfg: Any, dry_run: bool = False, echo: Any = print) -> dict[s
             "n_demos": len(optimized.project.demos),
             "proposals": getattr(mipro, "proposals", []),
             "data": info,
-            "settings": {**{k: v for k, v in asdict(cfg).items() if k not in ("out", "labels", "template")},
-                         "mipro": s},
+            "settings": {**cfg.settings(drop=("out", "labels", "template")), "mipro": s},
             "lm_calls_max": est,
             "model": {"api_base": api_base if not handle else "embedded server (stopped)", "name": name,
                       "served": handle.model_path if handle else None},
