@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--adapter-only", action="store_true", help="only the adapter runs (base runs done elsewhere)")
+    ap.add_argument("--adapter-name", default="TF adapter", help="the adapter's name in summary.md (e.g. plain SFT)")
     a = ap.parse_args()
 
     from llmie.backends import get_backend
@@ -68,7 +69,7 @@ def main() -> None:
                                model=a.model, adapter=adapter, max_tokens=a.max_tokens)
             print(f"{name}: {json.dumps(res['avg'])} ({time.perf_counter() - t0:.0f} s)", flush=True)
             for lang, v in res["langs"].items():
-                rows.append((tag, lang, method, "TF adapter" if adapter else "base", v))
+                rows.append((tag, lang, method, a.adapter_name if adapter else "base", v))
             write_summary(a.out, rows)
     finally:
         be.close()

@@ -149,3 +149,18 @@ def test_export_keeps_or_merges_and_refuses_4bit(trained, tmp_path):
     assert merged["kind"] == "merged" and (tmp_path / "merged" / "config.json").exists()
     cfg = json.loads((tmp_path / "merged" / "config.json").read_text())
     assert "quantization_config" not in cfg
+
+
+def test_transfusion_compare_recipes_have_equal_budgets():
+    """TF vs plain SFT (issue 20) is only a comparison if the two recipes differ in the data mix alone:
+    same model, LoRA, optimiser, steps and batch, and the plain side sees as many rows as the TF side."""
+    tf = load_sft_recipe(REPO / "recipes/transfusion.compare-tf.yaml")
+    plain = load_sft_recipe(REPO / "recipes/transfusion.compare-plain.yaml")
+    differ = {k for k in set(tf) | set(plain) if tf.get(k) != plain.get(k)}
+    assert differ == {"output_dir", "data"}, differ
+    dt, dp = tf["data"], plain["data"]
+    assert dp["langs"] == [] and dp["n_tf"] == 0 and dt["langs"] and dt["n_tf"] > 0
+    assert dp["n_english"] == dt["n_english"] + dt["n_tf"] * len(dt["langs"])
+    assert {k: v for k, v in dt.items() if k not in ("langs", "n_tf", "n_english")} == \
+        {k: v for k, v in dp.items() if k not in ("langs", "n_tf", "n_english")}
+    assert tf["max_steps"] * tf["per_device_train_batch_size"] >= dp["n_english"]  # about one epoch for both
