@@ -398,3 +398,30 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.stdout.strip() == "False"
+
+
+def test_adapter_identity_changes_when_same_shape_weights_are_retrained(tmp_path):
+    """Retraining into the same folder keeps every tensor's shape, so the weight file keeps its size: the cache key
+    must follow the content, or the response cache answers with the old adapter (it did, before this test)."""
+    import os
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from llmie.backends.base import adapter_identity
+
+    a = tmp_path / "adapter"
+    a.mkdir()
+    (a / "adapter_config.json").write_text('{"r": 8, "peft_type": "LORA"}')
+    save_file({"w": torch.zeros(4, 4)}, str(a / "adapter_model.safetensors"))
+    first = adapter_identity(str(a))
+    assert adapter_identity(str(a)) == first                      # stable while nothing changes
+    size = (a / "adapter_model.safetensors").stat().st_size
+    save_file({"w": torch.ones(4, 4)}, str(a / "adapter_model.safetensors"))
+    assert (a / "adapter_model.safetensors").stat().st_size == size
+    assert adapter_identity(str(a)) != first                      # same size, new content: a new key
+    b = tmp_path / "copy"                                         # a copied folder: same content, its own path
+    shutil.copytree(a, b)
+    os.utime(b / "adapter_model.safetensors", ns=(1, 1))
+    assert adapter_identity(str(b)).split("@")[1] == adapter_identity(str(a)).split("@")[1]

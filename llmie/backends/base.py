@@ -101,9 +101,26 @@ def model_identity(model: str) -> str:
     return model
 
 
+_WEIGHT_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _weight_digest(f: Path) -> str:
+    """sha256 of a weight file, remembered per (path, size, mtime): same-shape retrained weights have the same size,
+    so sizes alone let a retrained adapter return the old adapter's cached answers (measured: it did)."""
+    st = f.stat()
+    key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHT_DIGESTS:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _WEIGHT_DIGESTS[key] = h.hexdigest()
+    return _WEIGHT_DIGESTS[key]
+
+
 def adapter_identity(path: str) -> str:
-    """``path@<fingerprint>`` of a peft adapter folder: adapter_config.json content plus the names and
-    sizes of its weight files, so that retraining an adapter into the same folder changes the key."""
+    """``path@<fingerprint>`` of a peft adapter folder: adapter_config.json content plus the names and content
+    digests of its weight files, so that retraining an adapter into the same folder changes the key."""
     p = Path(path)
     h = hashlib.sha256()
     cfg = p / "adapter_config.json"
@@ -111,8 +128,8 @@ def adapter_identity(path: str) -> str:
         h.update(cfg.read_bytes())
     if p.is_dir():
         for f in sorted(p.iterdir()):
-            if f.suffix in (".safetensors", ".bin"):
-                h.update(f"{f.name}:{f.stat().st_size}".encode())
+            if f.suffix in (".safetensors", ".bin") and f.is_file():
+                h.update(f"{f.name}:{_weight_digest(f)}".encode())
     return f"{p.resolve() if p.exists() else path}@{h.hexdigest()[:16]}"
 
 
