@@ -100,3 +100,17 @@ def test_shipped_adapter_extracts_through_vllm_lora_and_hf():
         spans[name] = [sorted((s.label, s.text) for s in p.spans) for p in preds]
     same = sum(a == b for a, b in zip(spans["vllm"], spans["hf"]))
     assert same >= len(docs) - 2, spans
+
+
+def test_masakhaner_bench_reads_a_folder_of_language_subfolders(tmp_path):
+    """`--data DIR` may name a MasakhaNER-format folder itself (a resampled test set), with or without --langs."""
+    from llmie.bench.ner import MASAKHANER, bench_files
+
+    for lang in ("hau", "yor"):
+        (tmp_path / lang).mkdir()
+        (tmp_path / lang / "test.txt").write_text("Musa B-PER\nya I-PER\n\n", encoding="utf-8")
+    files = dict(bench_files("masakhaner", tmp_path, None, "test"))
+    assert list(files) == MASAKHANER and files["hau"] == tmp_path / "hau" / "test.txt"
+    assert dict(bench_files("masakhaner", tmp_path, ["yor"], "test")) == {"yor": tmp_path / "yor" / "test.txt"}
+    shared = tmp_path / "shared"  # a data root keeps its ner/masakhaner2 layout
+    assert bench_files("masakhaner", shared, ["hau"], "test")[0][1] == shared / "ner/masakhaner2/hau/test.txt"

@@ -37,10 +37,10 @@ def bench_files(bench: str, data: Path, langs: list[str] | None, split: str) -> 
     if bench == "masakhaner":
         from llmie.datasets import masakhaner_dir
 
-        root = masakhaner_dir(data)
-        if not root.is_dir() and langs and (data / langs[0] / f"{split}.txt").exists():
+        root, wanted = masakhaner_dir(data), langs or MASAKHANER
+        if not root.is_dir() and any((data / lang / f"{split}.txt").exists() for lang in wanted):
             root = data  # --data names a MasakhaNER-format folder itself (<lang>/<split>.txt)
-        return [(lang, root / lang / f"{split}.txt") for lang in (langs or MASAKHANER)]
+        return [(lang, root / lang / f"{split}.txt") for lang in wanted]
     if bench == "uner":
         from llmie.datasets import uner_en
 
