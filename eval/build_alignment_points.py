@@ -1,6 +1,8 @@
-"""Write gold-aligned parallel phrases (train 80% of shared/data/word_alignment) as EXP-style points.
+"""Write gold-aligned parallel phrases of shared/data/word_alignment as EXP-style points.
 
-Usage: python eval/build_alignment_points.py OUT_DIR  ->  OUT_DIR/gold_alignment.train.jsonl
+Usage: python eval/build_alignment_points.py OUT_DIR
+  ->  OUT_DIR/gold_alignment.train.jsonl (sentences [0, 70%) of every file)
+      OUT_DIR/gold_alignment.dev.jsonl   (sentences [70%, 80%): model selection on human alignments)
 The held-out 20% of every file (used for AER) is never read.
 """
 from __future__ import annotations
@@ -8,20 +10,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from llmie.settings import data_dir
 from llmie.io import read_alignment, write_exp
 from llmie.projection.synth import phrases_from_alignment
+from llmie.settings import data_dir
+
+SPLITS = {"train": (0.0, 0.7), "dev": (0.7, 0.8)}   # 0.8-1.0: the AER test part, never read here
 
 
 def main() -> None:
     out = Path(sys.argv[1])
     wa = data_dir() / "word_alignment"
-    pairs = []
+    parts: dict[str, list] = {k: [] for k in SPLITS}
     for name in ("enfr", "roen", "jaen", "zhen"):
         sents = list(read_alignment(wa / f"{name}.src-tgt", wa / f"{name}.gold"))
-        pairs += phrases_from_alignment(sents[: int(0.8 * len(sents))])
-    n = write_exp(pairs, out / "gold_alignment.train.jsonl")
-    print(f"{n} pairs -> {out / 'gold_alignment.train.jsonl'}")
+        for split, (a, b) in SPLITS.items():
+            parts[split] += phrases_from_alignment(sents[int(a * len(sents)): int(b * len(sents))])
+    for split, pairs in parts.items():
+        n = write_exp(pairs, out / f"gold_alignment.{split}.jsonl")
+        print(f"{n} pairs -> {out / f'gold_alignment.{split}.jsonl'}")
 
 
 if __name__ == "__main__":

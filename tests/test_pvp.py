@@ -146,3 +146,68 @@ def test_synth_batch_statuses_and_point_files(tmp_path):
     assert kept[0]["src_lang"] and kept[0]["meta"] == {"split": split, "verified": True}
     with pytest.raises(RuntimeError, match="no synthesis output"):
         write_points(seeds, outs[:1], tmp_path)
+
+
+def _untrained(head: str):
+    from llmie.projection.binary import default_marker, load_base
+    from llmie.projection.pvp import PVPModel, PVPProjector
+
+    tok, enc = load_base("embedded", 8)
+    net = PVPModel(enc, default_marker(tok), head=head, special_ids=tok.all_special_ids).eval()
+    return PVPProjector(net=net, tokenizer=tok, marker_id=default_marker(tok), device="cpu")
+
+
+def _projected(projector, pairs):
+    from llmie.projection.project import prepare
+
+    prepped = [prepare(p) for p in pairs]
+    out = []
+    for p, r in zip(prepped, projector.project_batch(prepped)):
+        out.append([p.pair.tgt_text[p.tgt_words[a].start:p.tgt_words[z].end] for a, z in r.spans]
+                   if getattr(r, "ok", False) else None)
+    return out
+
+
+def test_align_head_untrained_is_an_awesome_like_span_aligner():
+    """The `align` head (both softmax directions) starts as awesome's threshold rule: before any training it
+    keeps the article next to a span out and the edge word of a long span above 0.5, where the mean-similarity
+    head loses the edge word (measured on 200 gold-alignment phrases: untrained EM 40.5 vs 16.0)."""
+    from llmie.schema import Document, ProjectionPair, Span
+
+    def pair(src, s_sub, tgt, t_sub):
+        a = src.index(s_sub)
+        return ProjectionPair(id=t_sub, src=Document(id=t_sub, text=src, spans=[
+            Span(start=a, end=a + len(s_sub), label="X", text=s_sub)]), tgt_text=tgt,
+            gold_tgt_spans=[Span(start=tgt.index(t_sub), end=tgt.index(t_sub) + len(t_sub), label="X", text=t_sub)])
+
+    pairs = [pair("The Commission has adopted the proposal .", "Commission",
+                  "La Comisión ha adoptado la propuesta .", "Comisión"),
+             pair("The staff was extremely friendly .", "staff", "Le personnel était extrêmement aimable .",
+                  "personnel"),
+             pair("I thank the Health and Safety Committee for its work .", "Health and Safety Committee",
+                  "Agradezco al Comité de Sanidad y Seguridad su trabajo .", "Comité de Sanidad y Seguridad")]
+    from llmie.projection.project import prepare
+
+    align, sim = _untrained("align"), _untrained("sim")
+    gold = [[p.gold_tgt_spans[0].text] for p in pairs[:2]]
+    assert _projected(align, pairs[:2]) == gold          # no article ("La", "Le") joins the span
+    long_span = prepare(pairs[2])            # the edge word of a 4-word span: above 0.5 only with `align`
+    comite = [pairs[2].tgt_text[w.start:w.end] for w in long_span.tgt_words].index("Comité")
+    assert align.span_probabilities([long_span])[0][0, comite] > 0.5
+    assert sim.span_probabilities([long_span])[0][0, comite] < 0.5
+
+
+def test_align_head_needs_the_target_mask_and_ignores_special_tokens():
+    from llmie.projection.binary import SpanAlignHead
+
+    head = SpanAlignHead(4, marker_id=9, special_ids=[0, 2])
+    ids = torch.tensor([[0, 9, 5, 9, 6, 2, 2, 7, 8, 2]])     # <s> [m] span [m] src </s></s> tgt tgt </s>
+    tgt = torch.tensor([[False] * 7 + [True, True, False]])
+    h = torch.randn(1, 10, 4)
+    z = head(h, ids, tgt)
+    assert z.shape == (1, 10) and torch.isfinite(z[tgt]).all()
+    with pytest.raises(ValueError, match="target-token mask"):
+        head(h, ids, None)
+    h2 = h.clone()
+    h2[0, [0, 5, 6, 9]] = torch.randn(4, 4)                   # special tokens are no source words
+    assert torch.allclose(head(h2, ids, tgt)[tgt], z[tgt])

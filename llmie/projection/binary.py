@@ -35,6 +35,7 @@ time (W += alpha/r * B @ A), so inference needs no peft.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ FORMAT = "llmie-binary-aligner"
 # --------------------------------------------------------------------------- model
 
 
-HEADS = ("sim", "softmax")
+HEADS = ("sim", "softmax", "align")
 
 
 class SpanSimHead(torch.nn.Module):
@@ -94,16 +95,63 @@ class SpanSimHead(torch.nn.Module):
         return z + self.bias + self.linear(h).squeeze(-1)
 
 
+class SpanAlignHead(torch.nn.Module):
+    """Token logit = scale * ½(log p_t + log q_t) + bias + w·h_t: awesome-align's two softmaxes, for a span.
+
+    p_t = max over the marked tokens s of softmax_t'(τ cos(h_s, h_t')) (source → target: the best source
+    word of the span that points at t); q_t = Σ over the marked tokens s of softmax_s'(τ cos(h_t, h_s')) over
+    *all* source tokens (target → source: how much of t belongs to the span rather than to its neighbours).
+    Why: the mean-of-span similarity of `SpanSimHead` lets a long span's mean drift away from its edge words
+    ("Comité" of "Health and Safety Committee" fell below 0.5) and gives an article next to the span
+    ("*la* Comisión") no reason to stay out; the intersection of both directions is what makes awesome-align
+    precise. With scale 1 and bias -log 0.3 an untrained head is awesome's threshold-0.3 rule on this
+    encoder; training sharpens τ, scale, bias and the encoder (LoRA).
+    """
+
+    def __init__(self, hidden: int, marker_id: int, special_ids: list[int] | None = None, tau: float = 20.0,
+                 scale: float = 1.0, threshold: float = 0.3):
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+        self.tau = torch.nn.Parameter(torch.tensor(float(tau)))
+        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
+        self.bias = torch.nn.Parameter(torch.tensor(-float(scale) * math.log(threshold)))
+        self.register_buffer("marker", torch.tensor(int(marker_id)), persistent=False)
+        self.register_buffer("special", torch.tensor(sorted(set(special_ids or [])), dtype=torch.long),
+                             persistent=False)
+
+    def forward(self, h: torch.Tensor, input_ids: torch.Tensor, tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if tgt_mask is None:
+            raise ValueError("an align head needs the target-token mask")
+        h = torch.nn.functional.normalize(h.to(self.scale.dtype), dim=-1)
+        m = input_ids == self.marker
+        inside = (m.cumsum(1) == 1) & ~m                                  # the marked span's tokens
+        src = (tgt_mask.cumsum(1) == 0) & ~m & ~torch.isin(input_ids, self.special)
+        src[:, 0] = False                                                 # <s>/[CLS]
+        sim = self.tau * h @ h.transpose(1, 2)                            # (B, L, L) scaled cosine
+        neg = -1e4
+        fwd = torch.log_softmax(sim.masked_fill(~tgt_mask.unsqueeze(1), neg), dim=-1)     # s -> t over targets
+        log_p = fwd.masked_fill(~inside.unsqueeze(-1), neg).max(dim=1).values             # best span token
+        bwd = torch.softmax(sim.masked_fill(~src.unsqueeze(1), neg), dim=-1)               # t -> s over sources
+        log_q = torch.log((bwd * inside.unsqueeze(1).to(bwd.dtype)).sum(-1).clamp(min=1e-6))
+        return self.scale * 0.5 * (log_p + log_q) + self.bias + self.linear(h).squeeze(-1)
+
+
 class BinaryAlignModel(torch.nn.Module):
     """Encoder + span-similarity head: one logit per token for the marked word (or span)."""
 
-    def __init__(self, encoder: torch.nn.Module, marker_id: int, head: str = "sim"):
+    def __init__(self, encoder: torch.nn.Module, marker_id: int, head: str = "sim",
+                 special_ids: list[int] | None = None):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
         self.encoder = encoder
         self.head_kind = head
-        self.head = SpanSimHead(encoder.config.hidden_size, marker_id, softmax=head == "softmax")
+        if head == "align":
+            self.head = SpanAlignHead(encoder.config.hidden_size, marker_id, special_ids)
+        else:
+            self.head = SpanSimHead(encoder.config.hidden_size, marker_id, softmax=head == "softmax")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -214,7 +262,8 @@ def load_binary_model(model: str = "embedded", adapter: str | Path | None = "emb
     tok, enc = load_base(model, layers)
     if marker_id is None:
         marker_id = meta.get("marker_id") if meta.get("marker_id") is not None else default_marker(tok)
-    net = (factory or BinaryAlignModel)(enc, int(marker_id), head=meta.get("head", "sim"))
+    net = (factory or BinaryAlignModel)(enc, int(marker_id), head=meta.get("head", "sim"),
+                                        special_ids=tok.all_special_ids)
     if folder is not None:
         from safetensors.torch import load_file
 

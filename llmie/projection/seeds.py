@@ -1,12 +1,12 @@
 """PVP seed spans beyond names, from UD English-EWT **train** trees: the span kinds the EXP files test.
 
-EXP pairs are mostly not names (RELX subjects/objects, Europarl terms, ABSA aspects such as "the sushi",
+EXP pairs are mostly not names (RELX subjects/objects, Europarl terms, ABSA aspects such as "sushi",
 "service"), so name-only seeds (UNER PER/ORG/LOC) teach the projector the wrong distribution. From each
-CoNLL-U tree we cut contiguous spans of five kinds; the kind is the span label (`KINDS`), so counts per
-kind survive translation, proposal and verification:
+CoNLL-U tree we cut contiguous spans of five kinds, never starting with an article or possessive (`_trim`);
+the kind is the span label (`KINDS`), so counts per kind survive translation, proposal and verification:
 
-- `NP`: a NOUN/PROPN head with its det/amod/compound/nummod/flat dependents (1-5 words);
-- `COMPOUND`: aspect-like terms, compound+NOUN ("service charge") or a bare det+NOUN ("the sushi");
+- `NP`: a NOUN/PROPN head with its amod/compound/nummod/flat dependents (1-5 words);
+- `COMPOUND`: aspect-like terms, compound+NOUN ("service charge") or a bare noun after its article ("sushi");
 - `NUM`: a number with its unit ("20 dollars", "$ 5"); `DATE`: a month with its day/year ("12 March 2004");
 - `ARG`: the nsubj/obj subtree of a verb (<= 5 words, no lone pronoun): a relation argument.
 
@@ -28,7 +28,8 @@ NAME_LABELS = ("PER", "ORG", "LOC")
 MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
           "dec"}
-_NP_DEPS = {"det", "amod", "compound", "nummod", "flat"}
+_NP_DEPS = {"amod", "compound", "nummod", "flat"}
+_LEAD_DEPS = {"det", "det:predet", "det:poss", "nmod:poss"}   # left out of a span's first word (see `_trim`)
 _ARG_DEPS = {"nsubj", "nsubj:pass", "obj", "iobj"}
 _PRIORITY = {"DATE": 0, "NUM": 1, "COMPOUND": 2, "ARG": 3, "NP": 4}  # same range, two kinds: the narrower wins
 
@@ -99,7 +100,10 @@ def read_trees(path: str | Path, limit: int | None = None) -> list[Tree]:
 
 
 def _trim(t: Tree, idx: list[int]) -> list[int]:
-    while idx and t.upos[idx[0]] == "PUNCT":
+    """Edge punctuation off, and a leading determiner or possessive ("*the* sushi", "*his* car"): NER, ABSA
+    aspect terms and relation arguments are annotated without them, so a projector trained on seeds that
+    carry them learns to take the target's article too ("*la* Comisión")."""
+    while idx and (t.upos[idx[0]] == "PUNCT" or t.deprels[idx[0]] in _LEAD_DEPS):
         idx = idx[1:]
     while idx and t.upos[idx[-1]] == "PUNCT":
         idx = idx[:-1]
@@ -137,9 +141,9 @@ def candidates(t: Tree) -> dict[tuple[int, int], str]:
             comp = [k for k in kids if t.deprels[k] == "compound" and t.upos[k] in ("NOUN", "PROPN")]
             if pos == "NOUN" and comp:
                 add(_range(t, comp + [i], 3), "COMPOUND")
-            dets = [k for k in kids if t.deprels[k] == "det"]
-            if pos == "NOUN" and len(dets) == 1 and set(kids) & set(deps) == set(dets) and dets[0] == i - 1:
-                add((i - 1, i), "COMPOUND")
+            dets = [k for k in kids if t.deprels[k] in _LEAD_DEPS]
+            if pos == "NOUN" and dets and not deps and max(dets) == i - 1:
+                add(_range(t, [i]), "COMPOUND")   # a bare noun with its article: "the *sushi*", "our *waiter*"
             if t.lemmas[i].lower() in MONTHS and pos == "PROPN":
                 nums = [k for k in kids if t.upos[k] == "NUM"]
                 if nums:

@@ -81,7 +81,7 @@ class AlignerTrainConfig:
     swap_prob: float = 0.5                  # per sentence, also the swapped direction
     by_sentence: bool = True                # a batch = marked words of ONE (sentence, direction)
     threshold: float = 0.5                  # link probability threshold saved with the aligner
-    head: str = "sim"                       # sim | softmax
+    head: str = "sim"                       # sim | softmax | align
     bf16: str | bool = "auto"               # autocast bf16: auto (when the device has it) | true | false
     device: str = "auto"                    # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
     out: str = "runs/binary-aligner"        # aligner folder to write
@@ -268,7 +268,7 @@ def train_binary_aligner(cfg: AlignerTrainConfig | dict) -> Path:
     np.random.seed(seed)
 
     tok, enc, marker_id = trainable_encoder(cfg)
-    net = BinaryAlignModel(enc, marker_id, head=str(cfg["head"])).to(dev)
+    net = BinaryAlignModel(enc, marker_id, head=str(cfg["head"]), special_ids=tok.all_special_ids).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head_ids = {id(p) for p in net.head.parameters()}
     groups = [{"params": [p for p in params if id(p) not in head_ids]},

@@ -49,6 +49,7 @@ class PVPTrainConfig:
     model: str = "embedded"                 # encoder: embedded (multilingual-e5-small), a folder, a hub id
     marker_id: int | None = None            # span marker token id (None: the tokenizer's mask token)
     layers: int = 8                         # encoder layers kept: middle layers align best
+    head: str = "sim"                       # sim (cos to the span mean) | softmax | align (both softmaxes)
     head_lr: float = 0.01                   # span-similarity head (scale, bias, linear)
     lora: bool = True                       # LoRA on lora_targets (False: full fine-tuning)
     lora_r: int = 16
@@ -153,7 +154,8 @@ def point_losses(net: torch.nn.Module, examples, pad_id: int) -> torch.Tensor:
         labels[r, torch.from_numpy(pos)] = torch.from_numpy(lab)
         scored[r, torch.from_numpy(pos)] = True
     ids, mask, labels, scored = ids.to(dev), mask.to(dev), labels.to(dev), scored.to(dev)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(net(ids, mask).float(), labels, reduction="none")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(net(ids, mask, scored).float(), labels,
+                                                               reduction="none")
     return (bce * scored).sum(1) / scored.sum(1).clamp(min=1)
 
 
@@ -232,7 +234,7 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     rng = random.Random(int(cfg["seed"]))   # the same on every rank: all ranks draw the same global batches
     torch.manual_seed(int(cfg["seed"]))
     tok, enc, marker_id = trainable_encoder(cfg)   # PVP has no train_embeddings: frozen in full fine-tuning
-    net = PVPModel(enc, marker_id).to(dev)
+    net = PVPModel(enc, marker_id, head=str(cfg["head"]), special_ids=tok.all_special_ids).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head = list(net.head.parameters())
     body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("head.")]
