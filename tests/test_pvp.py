@@ -65,6 +65,12 @@ def test_phrases_from_gold_alignment_are_consistent(data_dir):
         for s, t in zip(p.src.spans, p.gold_tgt_spans):
             assert p.src.text[s.start:s.end] == s.text and p.tgt_text[t.start:t.end] == t.text
     assert " " not in pairs[0].src.text[:10]  # Chinese side joined without spaces
+    from llmie.projection.synth import ENGLISH_FUNCTION_WORDS
+
+    content = phrases_from_alignment(sents, english="tgt")   # zh-en: English is the target side
+    edges = [w.lower() for p in content for t in p.gold_tgt_spans for w in (t.text.split()[0], t.text.split()[-1])]
+    assert content and not set(edges) & ENGLISH_FUNCTION_WORDS
+    assert set(w.lower() for p in pairs for t in p.gold_tgt_spans for w in t.text.split()[:1]) & ENGLISH_FUNCTION_WORDS
 
 
 def test_short_real_training_lowers_the_loss_and_projects(tmp_path, data_dir):

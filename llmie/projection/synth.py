@@ -214,10 +214,27 @@ def kind_mix(seeds: Sequence[Document], outputs: Sequence[Document]) -> dict[str
     return {lang: dict(sorted(v.items())) for lang, v in mix.items()}
 
 
+# English closed-class words: a phrase whose English side starts or ends with one is not span-like
+ENGLISH_FUNCTION_WORDS = frozenset("""a an the this that these those my your his her its our their of to in on at
+by for with from into onto about as than and or but nor so if then because while whether which who whom whose
+what where when how not no is are was were be been being am do does did have has had will would shall should can
+could may might must it i you he she we they me him us them there here also very just only""".split())
+
+
+def _content_edged(tokens: list[str], a: int, b: int) -> bool:
+    return tokens[a].lower() not in ENGLISH_FUNCTION_WORDS and tokens[b].lower() not in ENGLISH_FUNCTION_WORDS
+
+
 def phrases_from_alignment(sents: Sequence[AlignedSentence], max_len: int = 4, per_sentence: int = 2,
-                           seed: int = 13, label: str = "PHRASE") -> list[ProjectionPair]:
+                           seed: int = 13, label: str = "PHRASE",
+                           english: str | None = None) -> list[ProjectionPair]:
     """Pairs from gold word alignments: source phrases (<= max_len words) whose sure+possible links form a
-    contiguous, consistent target phrase (no target word inside it links outside the source phrase)."""
+    contiguous, consistent target phrase (no target word inside it links outside the source phrase).
+
+    `english` ("src" | "tgt"): keep only phrases whose English side neither starts nor ends with a function
+    word ("of the house" -> "de la maison" is a correct alignment but not a span anyone projects: entity,
+    term and aspect spans start and end with content words, and such phrases teach the projector to take
+    the target's article)."""
     rng = random.Random(seed)
     out = []
     for s in sents:
@@ -227,6 +244,9 @@ def phrases_from_alignment(sents: Sequence[AlignedSentence], max_len: int = 4, p
             for j in range(i, min(len(s.src_tokens), i + max_len)):
                 tg = sorted({t for a, t in links if i <= a <= j})
                 if not tg or tg[-1] - tg[0] + 1 != len(tg):
+                    continue
+                if english == "src" and not _content_edged(s.src_tokens, i, j) or \
+                        english == "tgt" and not _content_edged(s.tgt_tokens, tg[0], tg[-1]):
                     continue
                 if any(a < i or a > j for a, t in links if tg[0] <= t <= tg[-1]):
                     continue
