@@ -98,9 +98,9 @@ def test_train_projector_two_ranks_agree(tmp_path, data_dir):
     assert training["steps"] == 2 and training["world_size"] == 2 and training["global_batch_size"] == 4
     assert len(training["first_losses"]) == 2 and (out / "adapter_model.safetensors").exists()
     # dev EM: each rank scored half of the 16 pairs, the hits were summed into one decision
-    assert training["dev_pairs"] == 16 and [e["step"] for e in training["evals"]] == [2]
+    assert training["dev_pairs"] == 16 and [e["step"] for e in training["evals"]] == [0, 2]
     hits = training["best_dev_em"] * 16 / 100
-    assert training["best_step"] == 2 and abs(hits - round(hits)) < 1e-6 and 0 <= hits <= 16
+    assert training["best_step"] in (0, 2) and abs(hits - round(hits)) < 1e-6 and 0 <= hits <= 16
     pairs = list(read_exp(src))[:3]
     docs = list(project(pairs, "pvp", adapter=str(out)))
     assert [d.id for d in docs] == [p.id for p in pairs]

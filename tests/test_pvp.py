@@ -81,17 +81,23 @@ def test_short_real_training_lowers_the_loss_and_projects(tmp_path, data_dir):
     from llmie.projection.train_pvp import train_projector
 
     wa = data_dir / "word_alignment"
-    pairs = phrases_from_alignment(list(read_alignment(wa / "enfr.src-tgt", wa / "enfr.gold"))[:60])
+    sents = list(read_alignment(wa / "enfr.src-tgt", wa / "enfr.gold"))
+    pairs = phrases_from_alignment(sents[:60], english="src")
     write_exp(pairs, tmp_path / "train.jsonl")
+    write_exp(phrases_from_alignment(sents[60:100], english="src"), tmp_path / "dev.jsonl")  # other sentences
     torch.manual_seed(0)
-    out = train_projector({"train": [str(tmp_path / "train.jsonl")], "dev": [], "max_steps": 40, "batch_size": 8,
+    out = train_projector({"train": [str(tmp_path / "train.jsonl")], "dev": [str(tmp_path / "dev.jsonl")],
+                           "max_steps": 40, "batch_size": 8,
                            "lr": 5e-4, "head_lr": 3e-3, "p_swap": 0.0, "p_neg": 0.0, "wgl_k": 1.0,
-                           "lora_dropout": 0.0, "eval_every": 0,
+                           "lora_dropout": 0.0, "eval_every": 20,
                            "out": str(tmp_path / "proj")})
     import json
 
     summary = json.loads((out / "aligner.json").read_text())["training"]
-    assert summary["probe_loss_end"] < summary["probe_loss_start"], summary
+    assert summary["final_loss"] < sum(summary["first_losses"]) / len(summary["first_losses"]), summary
+    evals = {e["step"]: e["dev_em"] for e in summary["evals"]}
+    assert set(evals) == {0, 20, 40} and summary["best_dev_em"] == max(evals.values())
+    assert max(evals[20], evals[40]) > evals[0], evals   # training improves dev EM over the untrained head
     proj = PVPProjector(adapter=str(out))
     docs = list(project(pairs[:4], "pvp", adapter=str(out)))
     assert len(docs) == 4 and all(d.meta["status"] in ("ok", "failed") for d in docs)

@@ -276,6 +276,26 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     order: list[int] = []
     losses, evals, best = [], [], None
     t_train, t_eval = time.perf_counter(), 0.0
+
+    def evaluate(step: int) -> None:   # dev EM; the best step's trainable weights are kept (step 0: untrained)
+        nonlocal best, t_eval
+        t0 = time.perf_counter()
+        projector = PVPProjector(net=net, tokenizer=tok, marker_id=marker_id, threshold=cfg["threshold"],
+                                 max_length=int(cfg["max_length"]))
+        hits = dev_hits(projector, dev_pairs[rank::world])   # each rank a slice, summed: one decision
+        if world > 1:
+            hits = int(acc.reduce(torch.tensor([hits], device=dev), reduction="sum").item())
+        em = 100.0 * hits / max(1, len(dev_pairs))
+        t_eval += time.perf_counter() - t0
+        evals.append({"step": step, "dev_em": round(em, 2)})
+        if acc.is_main_process:
+            log.info("step %d dev EM %.2f (%d pairs, %.0f s)", step, em, len(dev_pairs), time.perf_counter() - t0)
+        if best is None or em > best[0]:
+            best = (em, step, {k: v.detach().clone() for k, v in net.named_parameters() if v.requires_grad})
+        model.train()
+
+    if dev_pairs and cfg["eval_every"]:
+        evaluate(0)   # what the untrained head gives: training must beat it to be kept
     model.train()
     for step in range(1, steps + 1):
         batch = []
@@ -298,20 +318,7 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
             log.info("step %d/%d mean point loss %.4f (last %d) %.2f s/step", step, steps,
                      float(np.mean(losses[-int(cfg["log_every"]):])), int(cfg["log_every"]), el / step)
         if dev_pairs and cfg["eval_every"] and (step % int(cfg["eval_every"]) == 0 or step == steps):
-            t0 = time.perf_counter()
-            projector = PVPProjector(net=net, tokenizer=tok, marker_id=marker_id, threshold=cfg["threshold"],
-                                     max_length=int(cfg["max_length"]))
-            hits = dev_hits(projector, dev_pairs[rank::world])   # each rank a slice, summed: one decision
-            if world > 1:
-                hits = int(acc.reduce(torch.tensor([hits], device=dev), reduction="sum").item())
-            em = 100.0 * hits / max(1, len(dev_pairs))
-            t_eval += time.perf_counter() - t0
-            evals.append({"step": step, "dev_em": round(em, 2)})
-            if acc.is_main_process:
-                log.info("step %d dev EM %.2f (%d pairs, %.0f s)", step, em, len(dev_pairs),
-                         time.perf_counter() - t0)
-            if best is None or em > best[0]:
-                best = (em, step, {k: v.detach().clone() for k, v in net.named_parameters() if v.requires_grad})
+            evaluate(step)
     if best is not None and best[1] != steps:
         with torch.no_grad():
             named = dict(net.named_parameters())
