@@ -223,3 +223,31 @@ def test_align_head_needs_the_target_mask_and_ignores_special_tokens():
     h2 = h.clone()
     h2[0, [0, 5, 6, 9]] = torch.randn(4, 4)                   # special tokens are no source words
     assert torch.allclose(head(h2, ids, tgt)[tgt], z[tgt])
+
+
+def test_align_head_fills_holes_of_unaligned_target_words():
+    """Algorithm 1's hole rule for the `align` head: a hole of <= 2 target words that align to no source word
+    (awesome's both-directions test) is part of the span ("Universidad [de] Indiana"); an article aligned to
+    "the" is not."""
+    from llmie.projection.project import prepare
+    from llmie.schema import Document, ProjectionPair, Span
+
+    def pair(src, s_sub, tgt):
+        a = src.index(s_sub)
+        return ProjectionPair(id=s_sub, src=Document(id=s_sub, text=src, spans=[
+            Span(start=a, end=a + len(s_sub), label="X", text=s_sub)]), tgt_text=tgt)
+
+    pairs = [pair("He studied at Indiana University in 1990 .", "Indiana University",
+                  "Estudió en la Universidad de Indiana en 1990 ."),
+             pair("The Green Tea creme brulee is a must !", "Green Tea creme brulee",
+                  "La crème brûlée au thé vert est un incontournable !"),
+             pair("The wine list is long .", "wine list", "La liste de vins est longue .")]
+    align = _untrained("align")
+    assert _projected(align, pairs) == [["Universidad de Indiana"], ["crème brûlée au thé vert"], ["liste de vins"]]
+    prepped = [prepare(p) for p in pairs]
+    b, strength = align._probabilities(prepped[:1])[0]
+    words = [pairs[0].tgt_text[w.start:w.end] for w in prepped[0].tgt_words]
+    assert strength[words.index("de")] < 0.3 < strength[words.index("Universidad")]
+    assert b[0, words.index("de")] < 0.5                      # the hole rule, not the span pass, adds "de"
+    no_bridge = align.project_batch(prepped[:1], bridge=False)[0]
+    assert not no_bridge.ok or no_bridge.spans != ((words.index("Universidad"), words.index("Indiana")),)

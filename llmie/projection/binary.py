@@ -121,7 +121,11 @@ class SpanAlignHead(torch.nn.Module):
         self.register_buffer("special", torch.tensor(sorted(set(special_ids or [])), dtype=torch.long),
                              persistent=False)
 
-    def forward(self, h: torch.Tensor, input_ids: torch.Tensor, tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, input_ids: torch.Tensor, tgt_mask: torch.Tensor | None = None,
+                return_aligned: bool = False):
+        """Logits (B, L); with `return_aligned` also, per token t, max over source tokens s of
+        min(P(t | s), P(s | t)): how strongly it aligns to *some* source word in awesome's both-directions
+        sense (Algorithm 1's hole rule needs the unaligned words)."""
         if tgt_mask is None:
             raise ValueError("an align head needs the target-token mask")
         h = torch.nn.functional.normalize(h.to(self.scale.dtype), dim=-1)
@@ -135,7 +139,12 @@ class SpanAlignHead(torch.nn.Module):
         log_p = fwd.masked_fill(~inside.unsqueeze(-1), neg).max(dim=1).values             # best span token
         bwd = torch.softmax(sim.masked_fill(~src.unsqueeze(1), neg), dim=-1)               # t -> s over sources
         log_q = torch.log((bwd * inside.unsqueeze(1).to(bwd.dtype)).sum(-1).clamp(min=1e-6))
-        return self.scale * 0.5 * (log_p + log_q) + self.bias + self.linear(h).squeeze(-1)
+        z = self.scale * 0.5 * (log_p + log_q) + self.bias + self.linear(h).squeeze(-1)
+        if not return_aligned:
+            return z
+        # awesome's intersection: t aligns to source token s when both softmaxes pick each other
+        both = torch.minimum(fwd.exp().masked_fill(~src.unsqueeze(-1), 0.0), bwd.transpose(1, 2))
+        return z, both.max(dim=1).values
 
 
 class BinaryAlignModel(torch.nn.Module):
@@ -154,8 +163,10 @@ class BinaryAlignModel(torch.nn.Module):
             self.head = SpanSimHead(encoder.config.hidden_size, marker_id, softmax=head == "softmax")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
+                tgt_mask: torch.Tensor | None = None, return_aligned: bool = False):
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if return_aligned:   # (logits, per-token alignment strength): `align` head only
+            return self.head(h, input_ids, tgt_mask, return_aligned=True)
         return self.head(h, input_ids, tgt_mask)
 
 
@@ -346,15 +357,18 @@ def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 
 def marked_target_probs(model, tokenizer, encs: list[PairEncoding], jobs: list[tuple], marker_id: int,
-                        batch_size: int) -> list[np.ndarray]:
+                        batch_size: int, aligned: list | None = None) -> list[np.ndarray]:
     """Sigmoid per target token for each job `(pair index, marked token range, ...)`, in job order.
 
     One forward pass per job, in length-sorted padded batches; shared by the word aligner (a marked word)
-    and the PVP projector (a marked span).
+    and the PVP projector (a marked span). With an `aligned` list (an `align` head), it is filled in job
+    order with each target token's alignment strength to any source token (`SpanAlignHead`).
     """
     order = sorted(range(len(jobs)), key=lambda j: len(encs[jobs[j][0]].ids))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(jobs)
+    if aligned is not None:
+        aligned[:] = [np.zeros(0, dtype=np.float32)] * len(jobs)
     from llmie.device import model_device
 
     dev = model_device(model)
@@ -368,7 +382,14 @@ def marked_target_probs(model, tokenizer, encs: list[PairEncoding], jobs: list[t
                 tgt = torch.zeros(ids.shape, dtype=torch.bool)
                 for r, j in enumerate(chunk):
                     tgt[r, torch.from_numpy(encs[jobs[j][0]].tgt_pos + 2)] = True
-                p = torch.sigmoid(model(ids.to(dev), mask.to(dev), tgt.to(dev)).float()).cpu().numpy()
+                if aligned is not None:
+                    z, al = model(ids.to(dev), mask.to(dev), tgt.to(dev), return_aligned=True)
+                    al = al.float().cpu().numpy()
+                    for r, j in enumerate(chunk):
+                        aligned[j] = al[r, encs[jobs[j][0]].tgt_pos + 2]
+                else:
+                    z = model(ids.to(dev), mask.to(dev), tgt.to(dev))
+                p = torch.sigmoid(z.float()).cpu().numpy()
                 for r, j in enumerate(chunk):
                     out[j] = p[r, encs[jobs[j][0]].tgt_pos + 2]  # both markers sit before the target
     finally:

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from llmie.projection.algorithms import Projection, project_rows
+from llmie.projection.algorithms import Projection, fill_unaligned_gaps, project_rows
 from llmie.projection.binary import BinaryAlignModel, encode_pairs, load_binary_model, marked_target_probs
 from llmie.projection.encoder import TextTooLong
 
 FORMAT = "llmie-pvp-projector"
+UNALIGNED = 0.3   # a target word whose best target -> source probability is <= this aligns to nothing (awesome's 0.3)
 EMBEDDED = Path(__file__).resolve().parents[1] / "data" / "projectors" / "pvp-e5-small"
 
 
@@ -57,6 +58,12 @@ class PVPProjector:
 
     def span_probabilities(self, todo) -> list[np.ndarray | Exception]:
         """(m x u) word probabilities per prepared pair (see `project.prepare`)."""
+        return [b if isinstance(b, Exception) else b[0] for b in self._probabilities(todo)]
+
+    def _probabilities(self, todo) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:
+        """Per prepared pair: (m x u) word probabilities and, for an `align` head, each target word's
+        alignment strength to any source word (the largest over its tokens and all span passes), else None."""
+        want_aligned = getattr(self.model, "head_kind", "sim") == "align"
         encs = encode_pairs(self.tokenizer, [(p.pair.src.text, p.pair.tgt_text) for p in todo],
                             [p.src_words for p in todo], [p.tgt_words for p in todo])
         out: list[np.ndarray | Exception] = []
@@ -71,19 +78,34 @@ class PVPProjector:
                 rng = span_token_range(pe, ws)
                 if rng is not None:
                     jobs.append((k, i, rng))
-        for (k, i, _), tok_p in zip(jobs, marked_target_probs(self.model, self.tokenizer, encs, jobs,
-                                                               self.marker_id, self.batch_size)):
+        aligned: list | None = [] if want_aligned else None
+        probs = marked_target_probs(self.model, self.tokenizer, encs, jobs, self.marker_id, self.batch_size,
+                                    aligned=aligned)
+        strength: dict[int, np.ndarray] = {}
+        for n, ((k, i, _), tok_p) in enumerate(zip(jobs, probs)):
             if len(tok_p):
                 out[k][i] = np.where(encs[k].tgt_tw, tok_p[:, None], 0.0).max(axis=0)  # type: ignore[index]
-        return out
+                if aligned is not None:
+                    w = np.where(encs[k].tgt_tw, aligned[n][:, None], 0.0).max(axis=0)
+                    strength[k] = np.maximum(strength[k], w) if k in strength else w
+        return [o if isinstance(o, Exception) else
+                (o, strength.get(k, np.zeros(o.shape[1], np.float32)) if want_aligned else None)
+                for k, o in enumerate(out)]
 
     def project_batch(self, todo, bridge: bool = True, best_run: bool = True) -> list[Projection | Exception]:
-        """Algorithm 3; `best_run`: a span whose words split into runs keeps its best run (algorithms.py)."""
+        """Algorithm 3; `best_run`: a span whose words split into runs keeps its best run (algorithms.py).
+
+        With `bridge` and an `align` head, Algorithm 1's hole rule applies too: a hole of at most 2 target
+        words that align to no source word (strength <= `UNALIGNED`) is filled ("Universidad [de] Indiana")."""
         out: list[Projection | Exception] = []
-        for p, b in zip(todo, self.span_probabilities(todo)):
-            if isinstance(b, Exception):
-                out.append(b)
+        for p, r in zip(todo, self._probabilities(todo)):
+            if isinstance(r, Exception):
+                out.append(r)
                 continue
-            out.append(project_rows(b > self.threshold, p.tgt_words, p.edges, bridge=bridge,
+            b, strength = r
+            rows = b > self.threshold
+            if bridge and strength is not None:
+                rows = fill_unaligned_gaps(rows, (strength > UNALIGNED)[None, :])
+            out.append(project_rows(rows, p.tgt_words, p.edges, bridge=bridge,
                                     scores=b if best_run else None, src_rel=p.src_rel if best_run else None))
         return out
