@@ -251,3 +251,24 @@ def test_align_head_fills_holes_of_unaligned_target_words():
     assert b[0, words.index("de")] < 0.5                      # the hole rule, not the span pass, adds "de"
     no_bridge = align.project_batch(prepped[:1], bridge=False)[0]
     assert not no_bridge.ok or no_bridge.spans != ((words.index("Universidad"), words.index("Indiana")),)
+
+
+def test_align_head_folder_without_gate_weights_loads_with_gate_zero(tmp_path):
+    """A projector folder saved before the absolute-similarity gate existed loads as gate 0 (same logits);
+    a head file with weights of another head kind is refused."""
+    from safetensors.torch import load_file, save_file
+
+    from llmie.projection.binary import save_aligner
+    from llmie.projection.pvp import FORMAT, PVPProjector
+
+    pr = _untrained("align")
+    out = save_aligner(tmp_path / "p", pr.model, base_model="embedded", marker_id=pr.marker_id, lora=False,
+                       fmt=FORMAT)
+    head = load_file(str(out / "head.safetensors"))
+    assert {"gate", "offset"} <= set(head)
+    save_file({k: v for k, v in head.items() if k not in ("gate", "offset")}, str(out / "head.safetensors"))
+    loaded = PVPProjector(adapter=str(out), device="cpu")
+    assert loaded.model.head_kind == "align" and float(loaded.model.head.gate) == 0.0
+    save_file({"bogus": torch.zeros(1)}, str(out / "head.safetensors"))
+    with pytest.raises(ValueError, match="head weights do not match"):
+        PVPProjector(adapter=str(out), device="cpu")

@@ -56,6 +56,7 @@ FORMAT = "llmie-binary-aligner"
 
 
 HEADS = ("sim", "softmax", "align")
+OPTIONAL_HEAD_WEIGHTS = {"gate", "offset"}   # added to the align head later; absent = gate 0 (no effect)
 
 
 class SpanSimHead(torch.nn.Module):
@@ -117,6 +118,12 @@ class SpanAlignHead(torch.nn.Module):
         self.tau = torch.nn.Parameter(torch.tensor(float(tau)))
         self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
         self.bias = torch.nn.Parameter(torch.tensor(-float(scale) * math.log(threshold)))
+        # absolute-similarity gate: softmaxes are relative, so a target that does not translate the source
+        # still has a "best" word; gate * (max cos to a span token - offset) lets training (pair augmentation's
+        # negatives) learn to abstain there. gate 0 at init: the untrained head is unchanged (and a folder
+        # saved without these two weights loads as gate 0)
+        self.gate = torch.nn.Parameter(torch.tensor(0.0))
+        self.offset = torch.nn.Parameter(torch.tensor(0.5))
         self.register_buffer("marker", torch.tensor(int(marker_id)), persistent=False)
         self.register_buffer("special", torch.tensor(sorted(set(special_ids or [])), dtype=torch.long),
                              persistent=False)
@@ -139,7 +146,9 @@ class SpanAlignHead(torch.nn.Module):
         log_p = fwd.masked_fill(~inside.unsqueeze(-1), neg).max(dim=1).values             # best span token
         bwd = torch.softmax(sim.masked_fill(~src.unsqueeze(1), neg), dim=-1)               # t -> s over sources
         log_q = torch.log((bwd * inside.unsqueeze(1).to(bwd.dtype)).sum(-1).clamp(min=1e-6))
-        z = self.scale * 0.5 * (log_p + log_q) + self.bias + self.linear(h).squeeze(-1)
+        cos = (sim / self.tau).masked_fill(~inside.unsqueeze(-1), -1.0).max(dim=1).values   # best span token
+        z = self.scale * 0.5 * (log_p + log_q) + self.bias + self.linear(h).squeeze(-1) \
+            + self.gate * (cos - self.offset)
         if not return_aligned:
             return z
         # awesome's intersection: t aligns to source token s when both softmaxes pick each other
@@ -285,7 +294,10 @@ def load_binary_model(model: str = "embedded", adapter: str | Path | None = "emb
             missing, unexpected = enc.load_state_dict(state, strict=False)
             if unexpected:
                 raise ValueError(f"{folder / ENCODER_FILE}: unexpected weights {unexpected[:3]}")
-        net.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        missing, unexpected = net.head.load_state_dict(load_file(str(folder / HEAD_FILE)), strict=False)
+        if unexpected or set(missing) - OPTIONAL_HEAD_WEIGHTS:
+            raise ValueError(f"{folder / HEAD_FILE}: head weights do not match a {meta.get('head', 'sim')!r} "
+                             f"head (missing {missing}, unexpected {unexpected})")
         if marker_id != meta.get("marker_id"):
             warnings.warn(f"marker_id {marker_id} differs from the one the aligner was trained with "
                           f"({meta.get('marker_id')})", stacklevel=3)
