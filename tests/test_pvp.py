@@ -96,7 +96,10 @@ def test_short_real_training_lowers_the_loss_and_projects(tmp_path, data_dir):
     summary = json.loads((out / "aligner.json").read_text())["training"]
     assert summary["final_loss"] < sum(summary["first_losses"]) / len(summary["first_losses"]), summary
     evals = {e["step"]: e["dev_em"] for e in summary["evals"]}
-    assert set(evals) == {0, 20, 40} and summary["best_dev_em"] == max(evals.values())
+    assert set(evals) == {0, 20, 40}
+    scores = {e["step"]: e["dev_score"] for e in summary["evals"]}   # EM + abstentions on mismatched dev pairs
+    assert summary["best_dev_score"] == max(scores.values()) and summary["best_step"] == max(scores, key=scores.get)
+    assert all(0 <= e["dev_adversarial_rate"] <= 100 for e in summary["evals"])
     assert max(evals[20], evals[40]) > evals[0], evals   # training improves dev EM over the untrained head
     proj = PVPProjector(adapter=str(out))
     docs = list(project(pairs[:4], "pvp", adapter=str(out)))

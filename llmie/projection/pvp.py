@@ -6,10 +6,15 @@ a sigmoid per target token; word probability = max over its subword tokens; b(i,
 Algorithm 3 turns the span x word matrix into target spans. The projector abstains (the sample
 fails) when no valid span exists, which is what gives PVP its near-zero adversarial projection rate.
 
-Head (a documented choice; the paper does not fix it): the score of target token t is
-`scale * cos(h_t, mean of the marked span's states) + bias + w·h_t`, i.e. a per-token sigmoid that starts
-out as a similarity aligner (the encoder's states already align across languages) and is fine-tuned
-with LoRA; a plain linear head learns the same task from scratch far too slowly for a CPU budget.
+Head (a documented choice; the paper does not fix it), `head` in the recipe:
+- `align` (shipped): awesome-align's two softmax directions for the marked span (`SpanAlignHead`): the best
+  span token's source -> target probability and the target token's probability mass on the span, plus an
+  absolute-similarity gate and a linear term. Untrained it is already a span aligner (all of EXP: EM 84.26);
+  LoRA training sharpens it and the gate learns to abstain on targets that do not translate the source. With
+  `bridge`, Algorithm 1's hole rule applies: a hole of <= 2 target words that align to no source word
+  (both-directions probability <= `UNALIGNED`) is filled.
+- `sim`: `scale * cos(h_t, mean of the marked span's states) + bias + w·h_t`: the mean of a long span drifts
+  away from its edge words (the first shipped projector: EXP EM 72.83).
 The encoder keeps its first `layers` layers (8 for e5-small: middle layers align best).
 
 Model folder: the binary aligner's format (`aligner.json` with format `llmie-pvp-projector`, a LoRA

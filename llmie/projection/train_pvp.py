@@ -70,6 +70,7 @@ class PVPTrainConfig:
     train: list[str] = field(default_factory=list)   # EXP JSONL files (globs)
     dev: list[str] = field(default_factory=list)     # EXP JSONL files (globs) for dev EM
     dev_limit: int = 200                    # dev pairs scored per evaluation
+    dev_adversarial: bool = True            # select on EM + abstentions on mismatched dev pairs (equal weight)
     threshold: float = 0.5                  # token probability threshold saved with the projector
     bf16: str | bool = "auto"               # autocast bf16: auto (when the device has it) | true | false
     device: str = "auto"                    # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
@@ -208,6 +209,27 @@ def dev_hits(projector: PVPProjector, pairs: list[ProjectionPair]) -> int:
     return hits
 
 
+def dev_abstentions(projector: PVPProjector, pairs: list[ProjectionPair]) -> int:
+    """Number of mismatched pairs (a source with another sample's target) on which no span was projected."""
+    from llmie.projection.project import prepare
+
+    prepped = [prepare(p) for p in pairs]
+    n = sum(p.error is not None for p in prepped)
+    ok = [p for p in prepped if p.error is None]
+    for b in range(0, len(ok), 64):
+        chunk = ok[b:b + 64]
+        n += sum(not getattr(r, "ok", False) or not r.spans for r in projector.project_batch(chunk))
+    return n
+
+
+def mismatched_dev(files: list[str]) -> list[ProjectionPair]:
+    """The adversarial half of the dev set: within each dev file, each source with the target of the sample
+    half the file away (`llmie eval --bench exp --adversarial` does the same on EXP)."""
+    from llmie.bench.exp import mismatched
+
+    return [q for f in files for q in mismatched(load_points([f])[1])]
+
+
 def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
     return 100.0 * dev_hits(projector, pairs) / max(1, len(pairs))
 
@@ -243,6 +265,7 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     points, _ = load_points(train_files)
     _, dev_pairs = load_points(dev_files) if dev_files else ([], [])
     dev_pairs = dev_pairs[: cfg["dev_limit"] or None]
+    dev_adv = mismatched_dev(dev_files)[: cfg["dev_limit"] or None] if dev_files and cfg["dev_adversarial"] else []
     if not points:
         raise ValueError(f"no training points in {train_files}")
     steps = int(cfg["max_steps"])
@@ -277,21 +300,32 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     losses, evals, best = [], [], None
     t_train, t_eval = time.perf_counter(), 0.0
 
-    def evaluate(step: int) -> None:   # dev EM; the best step's trainable weights are kept (step 0: untrained)
+    def evaluate(step: int) -> None:
+        """Dev EM (+ abstentions on the mismatched dev pairs, equal weight, with `dev_adversarial`): the best
+        step's trainable weights are kept (step 0: the untrained model). Without the adversarial half an
+        untrained softmax head can win on EM while projecting onto almost any unrelated target."""
         nonlocal best, t_eval
         t0 = time.perf_counter()
         projector = PVPProjector(net=net, tokenizer=tok, marker_id=marker_id, threshold=cfg["threshold"],
                                  max_length=int(cfg["max_length"]))
-        hits = dev_hits(projector, dev_pairs[rank::world])   # each rank a slice, summed: one decision
+        counts = torch.tensor([dev_hits(projector, dev_pairs[rank::world]),    # each rank a slice, summed
+                               dev_abstentions(projector, dev_adv[rank::world]) if dev_adv else 0], device=dev)
         if world > 1:
-            hits = int(acc.reduce(torch.tensor([hits], device=dev), reduction="sum").item())
+            counts = acc.reduce(counts, reduction="sum")
+        hits, abstained = (int(x) for x in counts.tolist())
         em = 100.0 * hits / max(1, len(dev_pairs))
+        adv = 100.0 * (len(dev_adv) - abstained) / len(dev_adv) if dev_adv else None
+        score = 100.0 * (hits + abstained) / max(1, len(dev_pairs) + len(dev_adv))
         t_eval += time.perf_counter() - t0
-        evals.append({"step": step, "dev_em": round(em, 2)})
+        evals.append({"step": step, "dev_em": round(em, 2), "dev_adversarial_rate": None if adv is None else
+                      round(adv, 2), "dev_score": round(score, 2)})
         if acc.is_main_process:
-            log.info("step %d dev EM %.2f (%d pairs, %.0f s)", step, em, len(dev_pairs), time.perf_counter() - t0)
-        if best is None or em > best[0]:
-            best = (em, step, {k: v.detach().clone() for k, v in net.named_parameters() if v.requires_grad})
+            log.info("step %d dev EM %.2f, adversarial rate %s, score %.2f (%d + %d pairs, %.0f s)", step, em,
+                     "-" if adv is None else f"{adv:.2f}", score, len(dev_pairs), len(dev_adv),
+                     time.perf_counter() - t0)
+        if best is None or score > best[0]:
+            best = (score, step, {k: v.detach().clone() for k, v in net.named_parameters() if v.requires_grad},
+                    em)
         model.train()
 
     if dev_pairs and cfg["eval_every"]:
@@ -332,7 +366,8 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
                "s_per_step": round((secs - t_eval) / steps, 3), "first_losses": losses[:20],
                "final_loss": round(float(np.mean(losses[-20:])), 5), "probe_loss_start": probe_start,
                "probe_loss_end": probe_end, "best_step": best[1] if best else steps,
-               "best_dev_em": round(best[0], 2) if best else None, "evals": evals, "torch": torch.__version__,
+               "best_dev_em": round(best[3], 2) if best else None,
+               "best_dev_score": round(best[0], 2) if best else None, "evals": evals, "torch": torch.__version__,
                "world_size": world, "global_batch_size": int(cfg["batch_size"]), "device": str(dev)}
     out = Path(cfg["out"])
     write_rank_hash(acc, net, out)   # every rank, before rank 0's weights are trusted
