@@ -275,3 +275,27 @@ def test_align_head_folder_without_gate_weights_loads_with_gate_zero(tmp_path):
     save_file({"bogus": torch.zeros(1)}, str(out / "head.safetensors"))
     with pytest.raises(ValueError, match="head weights do not match"):
         PVPProjector(adapter=str(out), device="cpu")
+
+
+def test_train_projector_goes_on_from_an_init_folder(tmp_path, data_dir):
+    """`init`: a later stage starts from a projector folder's LoRA and head weights (checked: a 0-lr step
+    saves them unchanged); a folder of another shape is refused with a clear error."""
+    from safetensors.torch import load_file
+
+    from llmie.io import read_alignment, write_exp
+    from llmie.projection.synth import phrases_from_alignment
+    from llmie.projection.train_pvp import train_projector
+
+    wa = data_dir / "word_alignment"
+    write_exp(phrases_from_alignment(list(read_alignment(wa / "enfr.src-tgt", wa / "enfr.gold"))[:20],
+                                     english="src"), tmp_path / "train.jsonl")
+    base = {"train": [str(tmp_path / "train.jsonl")], "dev": [], "batch_size": 4, "eval_every": 0,
+            "head": "align", "lora_dropout": 0.0}
+    a = train_projector({**base, "max_steps": 3, "lr": 1e-3, "head_lr": 1e-2, "out": str(tmp_path / "a")})
+    b = train_projector({**base, "max_steps": 1, "lr": 0.0, "head_lr": 0.0, "init": str(a), "out": str(tmp_path / "b")})
+    for name in ("adapter_model.safetensors", "head.safetensors"):
+        wa_, wb = load_file(str(a / name)), load_file(str(b / name))
+        assert wa_.keys() == wb.keys() and all(torch.equal(wa_[k], wb[k]) for k in wa_), name
+    assert any(v.abs().sum() > 0 for k, v in load_file(str(a / "adapter_model.safetensors")).items() if "lora_B" in k)
+    with pytest.raises(ValueError, match="does not match this recipe"):
+        train_projector({**base, "max_steps": 1, "layers": 6, "init": str(a), "out": str(tmp_path / "c")})

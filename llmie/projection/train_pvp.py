@@ -75,6 +75,7 @@ class PVPTrainConfig:
     bf16: str | bool = "auto"               # autocast bf16: auto (when the device has it) | true | false
     device: str = "auto"                    # auto (CUDA when present) | cpu | cuda | cuda:N (llmie.device)
     out: str = "runs/pvp-projector"         # projector folder to write
+    init: str | None = None                 # a LoRA projector folder to go on training (same head/layers/LoRA shape)
 
 
 DEFAULTS: dict = asdict(PVPTrainConfig())   # the flat view (old callers index it); the dataclass is the source
@@ -234,6 +235,38 @@ def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
     return 100.0 * dev_hits(projector, pairs) / max(1, len(pairs))
 
 
+def load_init(net: PVPModel, folder: Path, cfg: dict) -> None:
+    """Load a projector folder's LoRA and head weights into a freshly built trainable model (go on training:
+    a later stage restarts the learning-rate schedule). The folder must match the recipe's shape."""
+    import json
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from llmie.projection.binary import ALIGNER_FILE, HEAD_FILE, LORA_WEIGHTS_FILE, OPTIONAL_HEAD_WEIGHTS
+
+    meta_path = folder / ALIGNER_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"init {folder}: no {ALIGNER_FILE} (not a projector folder)")
+    meta = json.loads(meta_path.read_text())
+    want = {"format": FORMAT, "head": cfg["head"], "layers": int(cfg["layers"]), "lora": bool(cfg["lora"])}
+    got = {"format": meta.get("format"), "head": meta.get("head", "sim"), "layers": meta.get("layers"),
+           "lora": bool(meta.get("lora"))}
+    lc = meta.get("lora_config") or {}
+    if cfg["lora"]:
+        want |= {"r": int(cfg["lora_r"]), "targets": sorted(cfg["lora_targets"])}
+        got |= {"r": lc.get("r"), "targets": sorted(lc.get("target_modules") or [])}
+    if want != got or not cfg["lora"]:
+        raise ValueError(f"init {folder}: {got} does not match this recipe {want} (init needs a LoRA projector "
+                         "of the same head, layers and LoRA shape)")
+    result = set_peft_model_state_dict(net.encoder, load_file(str(folder / LORA_WEIGHTS_FILE)))
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"init {folder}: unexpected LoRA weights {result.unexpected_keys[:3]}")
+    missing, unexpected = net.head.load_state_dict(load_file(str(folder / HEAD_FILE)), strict=False)
+    if unexpected or set(missing) - OPTIONAL_HEAD_WEIGHTS:
+        raise ValueError(f"init {folder}: head weights do not match (missing {missing}, unexpected {unexpected})")
+
+
 def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     """Train and save a PVP projector folder; the same code runs alone or as one rank of `accelerate launch`."""
     from accelerate.utils import DataLoaderConfiguration
@@ -256,7 +289,10 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     rng = random.Random(int(cfg["seed"]))   # the same on every rank: all ranks draw the same global batches
     torch.manual_seed(int(cfg["seed"]))
     tok, enc, marker_id = trainable_encoder(cfg)   # PVP has no train_embeddings: frozen in full fine-tuning
-    net = PVPModel(enc, marker_id, head=str(cfg["head"]), special_ids=tok.all_special_ids).to(dev)
+    net = PVPModel(enc, marker_id, head=str(cfg["head"]), special_ids=tok.all_special_ids)
+    if cfg["init"]:
+        load_init(net, Path(cfg["init"]), cfg)
+    net = net.to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head = list(net.head.parameters())
     body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("head.")]
