@@ -50,6 +50,7 @@ class PVPTrainConfig:
     marker_id: int | None = None            # span marker token id (None: the tokenizer's mask token)
     layers: int = 8                         # encoder layers kept: middle layers align best
     head: str = "sim"                       # sim (cos to the span mean) | softmax | align (both softmaxes)
+    head_gate: bool = True                  # align: train the absolute-similarity gate (false: it stays 0)
     head_lr: float = 0.01                   # span-similarity head (scale, bias, linear)
     lora: bool = True                       # LoRA on lora_targets (False: full fine-tuning)
     lora_r: int = 16
@@ -292,6 +293,9 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     net = PVPModel(enc, marker_id, head=str(cfg["head"]), special_ids=tok.all_special_ids)
     if cfg["init"]:
         load_init(net, Path(cfg["init"]), cfg)
+    if hasattr(net.head, "gate") and not cfg["head_gate"]:
+        net.head.gate.requires_grad_(False)      # gate * (cos - offset) stays 0: the head without a gate
+        net.head.offset.requires_grad_(False)
     net = net.to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     head = list(net.head.parameters())
