@@ -33,7 +33,8 @@ from llmie.projection.binary import BinaryAlignModel, encode_pairs, load_binary_
 from llmie.projection.encoder import TextTooLong
 
 FORMAT = "llmie-pvp-projector"
-UNALIGNED = 0.3   # a target word whose best target -> source probability is <= this aligns to nothing (awesome's 0.3)
+UNALIGNED = 0.3   # a target word whose best min(P(t|s), P(s|t)) over source words is <= this aligns to nothing
+                  # (awesome's both-directions rule and its 0.3 threshold for this encoder)
 EMBEDDED = Path(__file__).resolve().parents[1] / "data" / "projectors" / "pvp-e5-small"
 
 

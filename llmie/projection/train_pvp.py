@@ -195,41 +195,40 @@ def batch_loss(pl: torch.Tensor, k: float, n: int, accelerator) -> tuple[torch.T
     return (pl * weight).sum(), glob.mean().item()   # all points in the graph: every rank back-propagates
 
 
-def dev_hits(projector: PVPProjector, pairs: list[ProjectionPair]) -> int:
-    """Number of pairs whose projected span texts equal the gold target spans exactly."""
+def _projected(projector: PVPProjector, pairs: list[ProjectionPair]):
+    """(prepared pair, projection or None when the pair cannot be prepared) in chunks of 64."""
     from llmie.projection.project import prepare
 
     prepped = [prepare(p) for p in pairs]
+    yield from ((p, None) for p in prepped if p.error is not None)
     ok = [p for p in prepped if p.error is None]
-    hits = 0
     for b in range(0, len(ok), 64):
         chunk = ok[b:b + 64]
-        for p, r in zip(chunk, projector.project_batch(chunk)):
-            if getattr(r, "ok", False):
-                texts = [p.pair.tgt_text[p.tgt_words[a].start:p.tgt_words[z].end] for a, z in r.spans]
-                hits += texts == [s.text for s in p.pair.gold_tgt_spans]
+        yield from zip(chunk, projector.project_batch(chunk))
+
+
+def dev_hits(projector: PVPProjector, pairs: list[ProjectionPair]) -> int:
+    """Number of pairs whose projected span texts equal the gold target spans exactly."""
+    hits = 0
+    for p, r in _projected(projector, pairs):
+        if getattr(r, "ok", False):
+            texts = [p.pair.tgt_text[p.tgt_words[a].start:p.tgt_words[z].end] for a, z in r.spans]
+            hits += texts == [s.text for s in p.pair.gold_tgt_spans]
     return hits
 
 
 def dev_abstentions(projector: PVPProjector, pairs: list[ProjectionPair]) -> int:
     """Number of mismatched pairs (a source with another sample's target) on which no span was projected."""
-    from llmie.projection.project import prepare
-
-    prepped = [prepare(p) for p in pairs]
-    n = sum(p.error is not None for p in prepped)
-    ok = [p for p in prepped if p.error is None]
-    for b in range(0, len(ok), 64):
-        chunk = ok[b:b + 64]
-        n += sum(not getattr(r, "ok", False) or not r.spans for r in projector.project_batch(chunk))
-    return n
+    return sum(not getattr(r, "ok", False) or not r.spans for _, r in _projected(projector, pairs))
 
 
-def mismatched_dev(files: list[str]) -> list[ProjectionPair]:
-    """The adversarial half of the dev set: within each dev file, each source with the target of the sample
-    half the file away (`llmie eval --bench exp --adversarial` does the same on EXP)."""
+def mismatched_dev(dev_sets: list[list[ProjectionPair]]) -> list[ProjectionPair]:
+    """The adversarial half of the dev set: within each `dev` entry (a file or a glob's files), each source
+    with the target of the sample half the entry away (`llmie eval --bench exp --adversarial` does the same
+    per EXP file)."""
     from llmie.bench.exp import mismatched
 
-    return [q for f in files for q in mismatched(load_points([f])[1])]
+    return [q for pairs in dev_sets for q in mismatched(pairs)]
 
 
 def dev_em(projector: PVPProjector, pairs: list[ProjectionPair]) -> float:
@@ -303,9 +302,9 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
     train_files = [cfg["train"]] if isinstance(cfg["train"], str) else list(cfg["train"])
     dev_files = [cfg["dev"]] if isinstance(cfg["dev"], str) else list(cfg["dev"])
     points, _ = load_points(train_files)
-    _, dev_pairs = load_points(dev_files) if dev_files else ([], [])
-    dev_pairs = dev_pairs[: cfg["dev_limit"] or None]
-    dev_adv = mismatched_dev(dev_files)[: cfg["dev_limit"] or None] if dev_files and cfg["dev_adversarial"] else []
+    dev_sets = [load_points([f])[1] for f in dev_files]   # per entry: the mismatched half stays within it
+    dev_pairs = [p for pairs in dev_sets for p in pairs][: cfg["dev_limit"] or None]
+    dev_adv = mismatched_dev(dev_sets)[: cfg["dev_limit"] or None] if cfg["dev_adversarial"] else []
     if not points:
         raise ValueError(f"no training points in {train_files}")
     steps = int(cfg["max_steps"])
@@ -366,7 +365,6 @@ def train_projector(cfg: PVPTrainConfig | dict) -> Path:
         if best is None or score > best[0]:
             best = (score, step, {k: v.detach().clone() for k, v in net.named_parameters() if v.requires_grad},
                     em)
-        model.train()
 
     if dev_pairs and cfg["eval_every"]:
         evaluate(0)   # what the untrained head gives: training must beat it to be kept
