@@ -167,6 +167,39 @@ class TestVLLMOffline:
         assert cb2.calls == 1
 
 
+@needs_vllm
+@pytest.mark.slow
+def test_single_adapter_batches_run_on_merged_weights(llm_dir, lora_dir):
+    """On CPU a batch that names one adapter runs on base+adapter merged (vLLM's CPU LoRA path is ~12x slower):
+    same greedy answers as the LoRA request, not the base's; a later mixed batch goes back to LoRA requests."""
+    from dataclasses import replace
+
+    from llmie.backends.vllm import VLLMBackend
+
+    reqs = [chat("Name a colour.", max_tokens=12, lora=lora_dir), chat("Name an animal.", max_tokens=12, lora=lora_dir)]
+    lora_be = VLLMBackend(llm_dir, merge_lora=False)
+    try:
+        via_lora = lora_be.generate(reqs)
+        base = lora_be.generate([replace(r, lora=None) for r in reqs])
+        assert lora_be._engine_model == llm_dir
+    finally:
+        lora_be.close()
+    be = VLLMBackend(llm_dir)
+    try:
+        merged = be.generate(reqs)
+        assert_ok(merged, 2)
+        assert be.merge_lora and be._engine_model != llm_dir
+        assert (Path(be._engine_model) / "config.json").is_file()
+        assert [r.text for r in merged] == [r.text for r in via_lora]
+        assert [r.text for r in merged] != [r.text for r in base]
+        mixed = be.generate([reqs[0], replace(reqs[1], lora=None)])
+        assert_ok(mixed, 2)
+        assert be._engine_model == llm_dir and not be.merge_lora  # LoRA requests from now on
+        assert [r.text for r in mixed] == [via_lora[0].text, base[1].text]
+    finally:
+        be.close()
+
+
 # --------------------------------------------------------------------------- vLLM server + openai backend
 
 
@@ -271,6 +304,31 @@ def test_hf_lora(hf, lora_dir):
     [adapted] = hf.generate([chat("Name a colour.", max_tokens=12, lora=lora_dir)])
     assert adapted.finish_reason in ("stop", "length") and adapted.text != base.text
     assert hf.generate([req])[0].text == base.text  # base requests run with the adapter disabled
+
+
+@pytest.mark.slow
+def test_prepare_merged_equals_the_peft_model(llm_dir, lora_dir, tmp_path, monkeypatch):
+    """The merged folder (built once into the cache, then reused) computes what base + peft adapter compute."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmie.models import prepare_merged
+
+    monkeypatch.setenv("LLMIE_CACHE", str(tmp_path / "cache"))
+    out = prepare_merged(llm_dir, lora_dir)
+    assert out.is_relative_to(tmp_path) and (out / "config.json").is_file()
+    assert AutoTokenizer.from_pretrained(out).chat_template == AutoTokenizer.from_pretrained(llm_dir).chat_template
+    stamp = (out / "config.json").stat().st_mtime_ns
+    assert prepare_merged(llm_dir, lora_dir) == out and (out / "config.json").stat().st_mtime_ns == stamp
+    ids = AutoTokenizer.from_pretrained(llm_dir)("Angela Merkel met Barack Obama in Berlin.", return_tensors="pt")
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.float32)
+        ref = peft.PeftModel.from_pretrained(base, lora_dir)(**ids).logits
+        got = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)(**ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.float32)(**ids).logits
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9
+    assert (got - ref).abs().mean() < 0.25 * (plain - ref).abs().mean()  # bf16 rounding, not a missing adapter
 
 
 # --------------------------------------------------------------------------- failure injection (fake server)

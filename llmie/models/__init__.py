@@ -10,6 +10,7 @@ from llmie.models.embedded import (
     prepare_encoder,
     prepare_gguf,
     prepare_llm,
+    prepare_merged,
     resolve_encoder,
     resolve_llm,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "prepare_encoder",
     "prepare_gguf",
     "prepare_llm",
+    "prepare_merged",
     "resolve_encoder",
     "resolve_llm",
 ]
