@@ -48,7 +48,8 @@ def main() -> None:
     lora_rate, lora_spans = run(docs, merge=False)
     merged_rate, merged_spans = run(docs, merge=True)
     print(json.dumps({"n": len(docs), "langs": langs, "lora_sents_per_s": round(lora_rate, 2),
-                      "merged_sents_per_s": round(merged_rate, 2), "merged_over_lora": round(merged_rate / lora_rate, 2),
+                      "merged_sents_per_s": round(merged_rate, 2),
+                      "merged_over_lora": round(merged_rate / lora_rate, 2),
                       "same_answers": sum(a == b for a, b in zip(lora_spans, merged_spans))}))
 
 

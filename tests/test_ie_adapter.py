@@ -72,8 +72,8 @@ def test_slim_adapter_from_a_tiny_lora(tmp_path):
 
 @pytest.mark.skipif(not UNER_TEST.exists(), reason=f"{UNER_TEST} not found (set LLMIE_DATA_DIR)")
 def test_shipped_adapter_extracts_through_vllm_lora_and_hf():
-    """The shipped adapter on 8 real UNER English test sentences with entities, through vLLM (a LoRA request, served merged on CPU) and hf
-    (peft): every answer parses, it finds gold entities and copies nothing from elsewhere, and the two engines agree
+    """The shipped adapter on 8 real UNER English test sentences with entities, through vLLM (a LoRA request, served
+    merged on CPU) and hf (peft): every answer parses, it finds gold entities and copies nothing from elsewhere, and the two engines agree
     (same greedy answers, up to bf16 vs fp32 arithmetic)."""
     import itertools
 

