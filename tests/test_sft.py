@@ -121,7 +121,7 @@ def test_adapter_through_vllm_lora(trained):
     from llmie.backends import GenRequest, get_backend
     from llmie.transfusion import extract_tf
 
-    be = get_backend("vllm", "embedded", cache=False)
+    be = get_backend("vllm", "embedded", cache=False, merge_lora=False)  # the LoRA path; merged: test_backends
     try:
         [pred] = extract_tf(_docs(), _schema(), backend=be, method="transfusion", adapter=str(trained), max_tokens=40)
         [res] = be.generate([GenRequest(prompt="result =", max_tokens=4, lora=str(trained))])
