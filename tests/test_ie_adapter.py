@@ -114,3 +114,35 @@ def test_masakhaner_bench_reads_a_folder_of_language_subfolders(tmp_path):
     assert dict(bench_files("masakhaner", tmp_path, ["yor"], "test")) == {"yor": tmp_path / "yor" / "test.txt"}
     shared = tmp_path / "shared"  # a data root keeps its ner/masakhaner2 layout
     assert bench_files("masakhaner", shared, ["hau"], "test")[0][1] == shared / "ner/masakhaner2/hau/test.txt"
+
+
+def test_mk_sample_pairs_two_runs_on_the_same_random_sentences(data_dir, tmp_path):
+    """eval/mk_sample.py: the seeded sample re-keys a run on the sample folder to the original test index, so a
+    full run and a sample run are compared sentence by sentence (gold as B: 100 on each language, A empty: 0)."""
+    import importlib.util
+    import json
+
+    from llmie.datasets import masakhaner
+    from llmie.io.conll import read_conll
+
+    spec = importlib.util.spec_from_file_location("mk_sample", REPO / "eval" / "mk_sample.py")
+    mk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mk)
+    mk.sample(30, 7, tmp_path / "s", data_dir)
+    mk.sample(30, 8, tmp_path / "s8", data_dir)
+    index = json.loads((tmp_path / "s" / "index.json").read_text())["index"]
+    assert len(index) == 20 and all(len(v) == 30 and v == sorted(set(v)) for v in index.values())
+    assert index != json.loads((tmp_path / "s8" / "index.json").read_text())["index"]  # the seed matters
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for lang in ("hau", "yor"):
+        sampled = list(read_conll(tmp_path / "s" / lang / "test.txt", lang=lang))
+        full = list(read_conll(masakhaner(lang, "test", data_dir), lang=lang))
+        assert [d.text for d in sampled] == [full[k].text for k in index[lang]]
+        (b / f"{lang}.jsonl").write_text("".join(json.dumps({"id": d.id, "text": d.text, "spans": [
+            s.model_dump() for s in d.spans]}) + "\n" for d in sampled))  # B ran on the sample: gold answers
+        (a / f"{lang}.jsonl").write_text("".join(json.dumps({"id": d.id, "text": d.text, "spans": []}) + "\n"
+                                                 for d in full))  # A ran on the full set: no answers
+    (tmp_path / "s" / "index.json").write_text(json.dumps({"index": {k: index[k] for k in ("hau", "yor")}}))
+    r = mk.compare(tmp_path / "s", a, b, n_boot=20, data=data_dir)
+    assert r["a_macro"] == 0 and r["b_macro"] == 100 and r["diff"] == 100 and r["ci95"] == [100, 100]
