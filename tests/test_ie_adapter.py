@@ -64,6 +64,12 @@ def test_slim_adapter_from_a_tiny_lora(tmp_path):
     assert all(torch.allclose(w_src[k].float(), w_out[k].float(), rtol=1e-2, atol=1e-3) for k in w_src)
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "embedded"
     assert adapter_prompt(str(out)) == {"demos": False, "template": None} and info["prompt"]["demos"] is False
+    # the training run folder itself (no llmie_ie.json yet) is asked as it was trained, not with demos it never saw
+    assert adapter_prompt(str(src)) == {"demos": False, "template": None}
+    (src / "llmie_sft.json").write_text(json.dumps({"recipe": {"data": {"demo_share": 0.8}}}), encoding="utf-8")
+    assert adapter_prompt(str(src))["demos"] is True
+    (src / "llmie_sft.json").write_text(json.dumps({"recipe": {"data": {"builder": "x:y"}}}), encoding="utf-8")
+    assert adapter_prompt(str(src)) == {}  # not extract-layout rows: nothing to say
     assert json.loads((out / "llmie_ie.json").read_text())["trained"]["global_steps"] == 7
     peft.PeftModel.from_pretrained(model, str(out))  # loads back as an adapter
     with pytest.raises(ExportError, match="adapter_config.json"):

@@ -388,14 +388,27 @@ def prepare_merged(base: str | Path, adapter: str | Path, force: bool = False) -
                     base=base_id, adapter=str(adapter.resolve()))
 
 
+def sft_prompt(summary: dict) -> dict:
+    """How an adapter trained by `llmie sft` wants to be asked, from its `llmie_sft.json` summary: with demos only
+    when the recipe's extract-layout rows mostly had them (`data.demo_share`); {} when the recipe has no such rows."""
+    data = (summary.get("recipe") or {}).get("data") or {}
+    if "demo_share" not in data:
+        return {}
+    return {"demos": float(data["demo_share"]) >= 0.5, "template": data.get("template")}
+
+
 def adapter_prompt(adapter: str | None) -> dict:
-    """How an adapter wants to be asked (`llmie_ie.json` next to it: `demos`, `template`); {} when it says nothing."""
+    """How an adapter wants to be asked: `llmie_ie.json` next to it (a shipped/exported adapter), else the
+    `llmie_sft.json` of a training run folder (so a freshly trained adapter is asked as it was trained, not with
+    demos it never saw); {} when neither says anything."""
     if not adapter:
         return {}
-    try:
-        return json.loads((Path(adapter) / "llmie_ie.json").read_text(encoding="utf-8")).get("prompt", {})
-    except (OSError, ValueError):
-        return {}
+    for name, read in (("llmie_ie.json", lambda d: d.get("prompt", {})), ("llmie_sft.json", sft_prompt)):
+        try:
+            return read(json.loads((Path(adapter) / name).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return {}
 
 
 def resolve_llm(spec: str = "embedded") -> str:

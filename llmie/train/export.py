@@ -79,6 +79,8 @@ def slim_adapter(adapter: str | Path, out: str | Path, *, base: str = "embedded"
     import torch
     from safetensors.torch import load_file, save_file
 
+    from llmie.models.embedded import sft_prompt
+
     adapter, out = Path(adapter), Path(out)
     acfg = _adapter_config(adapter)
     weights = adapter / "adapter_model.safetensors"
@@ -90,7 +92,7 @@ def slim_adapter(adapter: str | Path, out: str | Path, *, base: str = "embedded"
     except (OSError, ValueError):
         summary = {}
     data = (summary.get("recipe") or {}).get("data") or {}
-    info = {"prompt": {"demos": float(data.get("demo_share", 1.0)) >= 0.5, "template": data.get("template")},
+    info = {"prompt": sft_prompt(summary) or {"demos": True, "template": data.get("template")},
             "trained": {k: summary.get(k) for k in ("global_steps", "train_loss", "rows", "row_kinds", "seconds",
                                                     "lora_r", "lora_alpha")},
             "data": data, "source": str(adapter)}
